@@ -1,0 +1,718 @@
+"""Building an atlas: one streaming pass of a model over a corpus into the atlas tables.
+
+``build_atlas`` is the one place where data, recording, statistics and the activation store meet.
+It is resumable: the state of every accumulator and the tokens seen so far are checkpointed
+every few batches, so a run that was killed continues where its last checkpoint left it, and
+ends with the same tables an uninterrupted run writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torch import nn
+
+import neuronatlas
+from neuronatlas.atlas import _format as fmt
+from neuronatlas.atlas._atlas import Atlas
+from neuronatlas.errors import AtlasError, AtlasExistsError, DataError, NeuronAtlasError
+from neuronatlas.sites import Site, resolve_sites
+from neuronatlas.stats import SiteBatch, UnitStats
+
+__all__ = ["Progress", "build_atlas"]
+
+ProgressFn = Callable[["Progress"], None]
+
+_TOKEN_SCHEMA = pa.schema(
+    [
+        ("doc", pa.int64()),
+        ("pos", pa.int32()),
+        ("token_id", pa.int64()),
+        ("token", pa.string()),
+        ("text", pa.string()),
+    ]
+)
+_DOC_SCHEMA = pa.schema(
+    [
+        ("doc", pa.int64()),
+        ("source", pa.string()),
+        ("source_offset", pa.int64()),
+        ("n_tokens", pa.int32()),
+    ]
+)
+
+
+@dataclass
+class Progress:
+    """What a build reports after each batch (for progress bars)."""
+
+    tokens: int
+    total: int | None
+    batches: int
+    forward_s: float
+    elapsed_s: float
+    resumed_from: int = 0
+
+
+@dataclass
+class _Run:
+    """Mutable state of one build, checkpointed to ``.partial/state.pt``."""
+
+    batches_done: int = 0
+    tokens_done: int = 0
+    forward_s: float = 0.0
+    record_s: float = 0.0
+    parts: list[str] = field(default_factory=list)
+
+
+def build_atlas(
+    model: nn.Module | str | Any,
+    data: Any = None,
+    *,
+    out: str | os.PathLike[str],
+    sites: str | Iterable[str | Site] = "mlp",
+    tokenizer: Any = None,
+    top_k: int = 20,
+    context: int = 10,
+    threshold: float = 0.0,
+    quantiles: bool = True,
+    moments: bool = True,
+    window: int = 256,
+    batch_size: int = 32,
+    max_tokens: int | None = None,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    keep_activations: bool = False,
+    store_dtype: str = "float16",
+    text_column: str = "text",
+    force: bool = False,
+    checkpoint_every: int = 16,
+    progress: ProgressFn | None = None,
+) -> Atlas:
+    """Record ``model`` over ``data`` in one pass and write an atlas to ``out``.
+
+    Args:
+        model: an ``nn.Module`` (Hugging Face or plain), a model spec for
+            :func:`neuronatlas.models.load_model` (``None``/``"minilm"`` for the packaged MiniLM, a
+            local folder, a hub id, or ``package.module:factory``), or a ``LoadedModel``.
+        data: for models with a tokenizer, a corpus (``None`` = the documentation that ships with
+            Python, a list of strings, a .txt file or folder, a JSONL/CSV/Parquet file with a
+            ``text_column``, or a Hugging Face dataset); for plain modules, an iterable of input
+            tensors, of tuples of tensors, or of dicts of keyword tensors, or one big tensor.
+        out: the atlas directory to write.
+        sites: presets (``mlp``, ``resid``), module names or globs (see docs/sites.md).
+        tokenizer: the tokenizer, when ``model`` is an ``nn.Module`` fed text.
+        top_k: exemplars kept per unit. context: activations kept on each side of an exemplar.
+        threshold: the activity threshold of ``frac_above``.
+        quantiles, moments: turn the quantile sketch / higher moments off for speed.
+        window: the longest sequence fed to the model, in tokens (long documents are split).
+        batch_size: sequences per forward pass. max_tokens: stop after this many tokens.
+        device, dtype: where and in which precision to run the model (``None`` = as it is).
+        keep_activations: also write the raw activations to an activation store (``out/store``).
+        store_dtype: dtype of the activation store (``float32``, ``float16``, ``bfloat16``).
+        force: overwrite an existing atlas built with other settings.
+        checkpoint_every: batches between checkpoints of an interruptible build.
+        progress: called with a :class:`Progress` after each batch.
+
+    Returns:
+        The finished :class:`~neuronatlas.atlas.Atlas`.
+
+    Raises:
+        AtlasExistsError: ``out`` holds an atlas built with other settings and ``force`` is False.
+        DataError, ModelLoadError, SiteError: bad corpus, model or sites, with what to do.
+
+    Examples:
+        >>> from neuronatlas import build_atlas
+        >>> atlas = build_atlas(None, None, out="atlases/minilm", max_tokens=20_000)  # doctest: +SKIP
+        >>> atlas.units.groupby("layer").frac_active.mean()  # doctest: +SKIP
+    """
+    from neuronatlas.data import load_corpus, tensor_batches, text_batches
+    from neuronatlas.models import LoadedModel, load_model
+
+    started = time.perf_counter()
+    out = Path(out)
+    _check_args(
+        top_k=top_k,
+        context=context,
+        window=window,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        checkpoint_every=checkpoint_every,
+    )
+
+    # -- model -----------------------------------------------------------------------------------
+    if isinstance(model, LoadedModel):
+        loaded = model
+    elif model is None or isinstance(model, (str, os.PathLike, nn.Module)):
+        loaded = load_model(model, device=device or "cpu", dtype=dtype)
+    else:
+        raise NeuronAtlasError(
+            "build_atlas needs a model: an nn.Module, a model spec string (a local folder, a hub "
+            f"id or 'package.module:factory'), or None for the packaged MiniLM; got "
+            f"{type(model).__name__}."
+        )
+    net, tok = loaded.model, tokenizer if tokenizer is not None else loaded.tokenizer
+    if device is not None or dtype is not None:
+        net = net.to(device=device, dtype=_torch_dtype(dtype))
+    net.eval()
+    dev = _device_of(net)
+    resolved = resolve_sites(net, sites)
+
+    # -- data ------------------------------------------------------------------------------------
+    if tok is not None:
+        corpus = load_corpus(data, text_column=text_column)
+        corpus_desc = corpus.description
+        batches_fn: Callable[[], Iterator[Any]] = lambda: text_batches(  # noqa: E731
+            corpus, tok, window=window, batch_size=batch_size, max_tokens=max_tokens
+        )
+    else:
+        if data is None or isinstance(data, (str, os.PathLike)):
+            raise DataError(
+                "This model has no tokenizer, so the data must be input tensors (an iterable of "
+                "tensors, tuples or dicts of tensors); got "
+                f"{'nothing' if data is None else repr(data)}. Pass tokenizer=... to feed text."
+            )
+        corpus_desc = f"{type(data).__name__} of input tensors"
+        batches_fn = lambda: tensor_batches(data, batch_size=batch_size)  # noqa: E731
+
+    settings = {
+        "sites": [s.name for s in resolved],
+        "top_k": top_k,
+        "context": context,
+        "threshold": float(threshold),
+        "quantiles": quantiles,
+        "moments": moments,
+        "window": window,
+        "batch_size": batch_size,
+        "max_tokens": max_tokens,
+        "dtype": str(next(net.parameters(), torch.empty(0)).dtype).removeprefix("torch."),
+        "keep_activations": keep_activations,
+        "store_dtype": store_dtype if keep_activations else None,
+        "model_sha256": loaded.info.weights_sha256,
+        "corpus": corpus_desc,
+    }
+    partial = out / fmt.PARTIAL
+    run = _prepare_out(out, settings, force=force)
+    if run is None:  # already built with these settings
+        return Atlas(out)
+
+    manifest = {
+        "format": fmt.FORMAT,
+        "version": fmt.VERSION,
+        "complete": False,
+        "neuronatlas_version": neuronatlas.__version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": loaded.info.as_dict(),
+        "corpus": {"description": corpus_desc},
+        "sites": [
+            {
+                "name": s.name,
+                "module": s.module,
+                "hook": s.hook,
+                "kind": s.kind,
+                "layer": s.layer,
+                "n_units": None,
+            }
+            for s in resolved
+        ],
+        "settings": settings,
+        "environment": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "device": str(dev),
+        },
+    }
+    fmt.write_json_atomic(out / fmt.MANIFEST, manifest)
+
+    # -- the pass --------------------------------------------------------------------------------
+    stats: dict[str, UnitStats] = {}
+    if run.batches_done:
+        state = torch.load(partial / "state.pt", map_location=dev, weights_only=True)
+        stats = {k: UnitStats.from_state_dict(v) for k, v in state["stats"].items()}
+    make_stats = lambda n: UnitStats(  # noqa: E731
+        n,
+        top_k=top_k,
+        context=context,
+        threshold=threshold,
+        quantiles=quantiles,
+        moments=moments,
+        device=dev,
+    )
+    store = (
+        _open_store(out, resolved, run, keep_activations, store_dtype) if keep_activations else None
+    )
+
+    tokens_buf: list[pa.RecordBatch] = []
+    docs_buf: list[pa.RecordBatch] = []
+    resumed_from = run.tokens_done
+    interrupted = True
+    consistent = True  # False while a batch is half folded in: no checkpoint may be taken then
+    try:
+        from neuronatlas.record import Recorder
+
+        with Recorder(net, resolved) as rec, torch.inference_mode():
+            for i, batch in enumerate(batches_fn()):
+                if i < run.batches_done:
+                    continue  # done before the interruption
+                batch = batch.to(dev)
+                t0 = time.perf_counter()
+                net(*batch.args, **batch.kwargs)
+                _sync(dev)
+                t1 = time.perf_counter()
+                acts = rec.pop()
+                consistent = False
+                rows = _record_batch(batch, resolved, acts, stats, make_stats, store is not None)
+                if store is not None:
+                    store.append(
+                        rows["acts"], doc=rows["doc"], pos=rows["pos"], token_id=rows["token_id"]
+                    )
+                _sync(dev)
+                run.record_s += time.perf_counter() - t1
+                run.forward_s += t1 - t0
+                run.batches_done += 1
+                run.tokens_done += batch.n_tokens
+                if batch.windows:
+                    tokens_buf.append(_tokens_rows(batch.windows))
+                    docs_buf.append(_docs_rows(batch.windows))
+                elif batch.token_id is not None:
+                    tokens_buf.append(_tokens_from_ids(batch, tok))
+                consistent = True
+                if run.batches_done % checkpoint_every == 0:
+                    _checkpoint(partial, run, stats, tokens_buf, docs_buf, store)
+                    tokens_buf, docs_buf = [], []
+                if progress is not None:
+                    progress(
+                        Progress(
+                            run.tokens_done,
+                            max_tokens,
+                            run.batches_done,
+                            run.forward_s,
+                            time.perf_counter() - started,
+                            resumed_from,
+                        )
+                    )
+        interrupted = False
+    finally:
+        if interrupted and consistent and run.batches_done:
+            # keep what we have: the next run with the same settings resumes from here
+            with contextlib.suppress(Exception):
+                _checkpoint(partial, run, stats, tokens_buf, docs_buf, store)
+
+    if run.tokens_done == 0 or not stats:
+        shutil.rmtree(out, ignore_errors=True) if not any(out.glob("*.parquet")) else None
+        raise DataError(
+            f"The corpus gave no tokens to record ({corpus_desc}). Check that it holds non-empty "
+            "documents (and the text column) or input tensors."
+        )
+    _flush_parts(partial, run, tokens_buf, docs_buf)
+    if store is not None:
+        store.close()
+
+    # -- tables ----------------------------------------------------------------------------------
+    t_write = time.perf_counter()
+    nonfinite = _write_tables(out, partial, resolved, stats, run)
+    for entry in manifest["sites"]:
+        entry["n_units"] = stats[entry["name"]].n_units
+    manifest["corpus"].update(_corpus_summary(out))
+    manifest["nonfinite"] = nonfinite
+    total = time.perf_counter() - started
+    manifest["timings"] = {
+        "forward_s": round(run.forward_s, 3),
+        "record_s": round(run.record_s, 3),
+        "write_s": round(time.perf_counter() - t_write, 3),
+        "total_s": round(total, 3),
+        "tokens_per_s": round(run.tokens_done / max(total, 1e-9), 1),
+        "resumed_at_tokens": resumed_from or None,
+    }
+    manifest["complete"] = True
+    fmt.write_json_atomic(out / fmt.MANIFEST, manifest)
+    shutil.rmtree(partial, ignore_errors=True)
+    return Atlas(out)
+
+
+# -- the hot path ------------------------------------------------------------------------------
+
+
+def _record_batch(
+    batch: Any,
+    sites: list[Site],
+    acts: dict[str, torch.Tensor],
+    stats: dict[str, UnitStats],
+    make_stats: Callable[[int], UnitStats],
+    keep: bool,
+) -> dict[str, Any]:
+    """Fold one batch of every site into its accumulators; return the rows for the store."""
+    from neuronatlas.data import bookkeeping_for
+
+    rows: dict[str, Any] = {"acts": {}}
+    books: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+    for site in sites:
+        values = acts[site.name]
+        n_pos = int(values.shape[1])
+        if n_pos not in books:
+            books[n_pos] = bookkeeping_for(batch, n_pos)
+        doc, pos, mask = books[n_pos]
+        acc = stats.get(site.name)
+        if acc is None:
+            acc = stats[site.name] = make_stats(int(values.shape[-1]))
+        sb = SiteBatch(values, mask, doc, pos)
+        acc.update(sb)
+        if keep:
+            rows["acts"][site.name] = sb.flat
+            if "doc" not in rows:
+                rows["doc"], rows["pos"] = sb.flat_doc, sb.flat_pos
+                tid = (
+                    batch.token_id
+                    if batch.token_id is not None and n_pos == batch.mask.shape[1]
+                    else None
+                )
+                rows["token_id"] = tid.reshape(-1)[mask.reshape(-1)] if tid is not None else None
+    return rows
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+# -- checkpoints and resume ------------------------------------------------------------------
+
+
+def _prepare_out(out: Path, settings: dict[str, Any], *, force: bool) -> _Run | None:
+    """Decide between a fresh build, a resume, and nothing to do; refuse a settings clash."""
+    partial = out / fmt.PARTIAL
+    manifest_file = out / fmt.MANIFEST
+    if out.exists() and not out.is_dir():
+        raise AtlasError(f"The output path {str(out)!r} exists and is not a directory.")
+    if manifest_file.exists():
+        try:
+            old = json.loads(manifest_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            old = {}
+        same = old.get("settings") == json.loads(json.dumps(settings))
+        if not same and not force:
+            diff = sorted(
+                k
+                for k in set(settings) | set(old.get("settings", {}))
+                if old.get("settings", {}).get(k) != settings.get(k)
+            )
+            raise AtlasExistsError(
+                f"An atlas built with other settings is already at {str(out)!r} (differing: "
+                f"{', '.join(diff) or 'format'}). Pass --force (force=True) to overwrite it, or "
+                "choose another --out."
+            )
+        if same and old.get("complete"):
+            return None
+        if same and (partial / "state.pt").exists():
+            state = torch.load(partial / "state.pt", map_location="cpu", weights_only=True)
+            run = _Run(**state["run"])
+            for stray in partial.glob("*.parquet"):  # written after the last checkpoint
+                if stray.name not in run.parts:
+                    stray.unlink()
+            return run
+    elif out.exists() and any(out.iterdir()) and not force:
+        raise AtlasExistsError(
+            f"The output directory {str(out)!r} is not empty and holds no atlas. Choose an empty "
+            "or new directory, or pass --force (force=True) to replace its contents."
+        )
+    if out.exists():
+        shutil.rmtree(out)
+    partial.mkdir(parents=True)
+    return _Run()
+
+
+def _checkpoint(
+    partial: Path,
+    run: _Run,
+    stats: dict[str, UnitStats],
+    tokens_buf: list[pa.RecordBatch],
+    docs_buf: list[pa.RecordBatch],
+    store: Any,
+) -> None:
+    """Persist everything up to ``run.batches_done``: token parts, store rows, then the state."""
+    _flush_parts(partial, run, tokens_buf, docs_buf)
+    tokens_buf.clear()
+    docs_buf.clear()
+    if store is not None:
+        store.commit({"batches_done": run.batches_done})
+    state = {"run": run.__dict__.copy(), "stats": {k: v.state_dict() for k, v in stats.items()}}
+    tmp = partial / "state.pt.tmp"
+    torch.save(state, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, partial / "state.pt")
+
+
+def _flush_parts(
+    partial: Path, run: _Run, tokens_buf: list[pa.RecordBatch], docs_buf: list[pa.RecordBatch]
+) -> None:
+    for kind, buf, schema in (
+        ("tokens", tokens_buf, _TOKEN_SCHEMA),
+        ("docs", docs_buf, _DOC_SCHEMA),
+    ):
+        if not buf:
+            continue
+        name = f"{kind}-{run.batches_done:08d}.parquet"
+        pq.write_table(pa.Table.from_batches(buf, schema=schema), partial / name)
+        if name not in run.parts:
+            run.parts.append(name)
+
+
+def _open_store(out: Path, sites: list[Site], run: _Run, keep: bool, dtype: str) -> Any:
+    raise NotImplementedError  # replaced when the store lands
+
+
+# -- tables ------------------------------------------------------------------------------------
+
+
+def _tokens_rows(windows: Iterable[Any]) -> pa.RecordBatch:
+    docs, poss, ids, toks, texts = [], [], [], [], []
+    for w in windows:
+        n = len(w.token_ids)
+        docs.append(np.full(n, w.doc, dtype=np.int64))
+        poss.append(np.arange(n, dtype=np.int32))
+        ids.append(np.asarray(w.token_ids, dtype=np.int64))
+        toks.extend(w.tokens)
+        texts.extend(w.text)
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array(np.concatenate(docs)),
+            pa.array(np.concatenate(poss)),
+            pa.array(np.concatenate(ids)),
+            pa.array(toks, pa.string()),
+            pa.array(texts, pa.string()),
+        ],
+        schema=_TOKEN_SCHEMA,
+    )
+
+
+def _docs_rows(windows: Iterable[Any]) -> pa.RecordBatch:
+    ws = list(windows)
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array([w.doc for w in ws], pa.int64()),
+            pa.array([w.source for w in ws], pa.string()),
+            pa.array([w.source_offset for w in ws], pa.int64()),
+            pa.array([len(w.token_ids) for w in ws], pa.int32()),
+        ],
+        schema=_DOC_SCHEMA,
+    )
+
+
+def _tokens_from_ids(batch: Any, tok: Any) -> pa.RecordBatch:
+    """Token rows of a tensor batch that carries ``input_ids`` (plain modules fed tokens)."""
+    mask = batch.mask.reshape(-1).cpu()
+    ids = batch.token_id.reshape(-1).cpu()[mask].numpy()
+    toks = tok.convert_ids_to_tokens(ids.tolist()) if tok is not None else [str(i) for i in ids]
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array(batch.doc.reshape(-1).cpu()[mask].numpy()),
+            pa.array(batch.pos.reshape(-1).cpu()[mask].numpy().astype(np.int32)),
+            pa.array(ids),
+            pa.array(toks, pa.string()),
+            pa.array(toks, pa.string()),
+        ],
+        schema=_TOKEN_SCHEMA,
+    )
+
+
+def _write_tables(
+    out: Path, partial: Path, sites: list[Site], stats: dict[str, UnitStats], run: _Run
+) -> dict[str, dict[str, int]]:
+    """Write tokens, docs, exemplars and units; return the non-finite counts per site."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.execute("set preserve_insertion_order = false")
+        for kind, order in (("tokens", "doc, pos"), ("docs", "doc")):
+            files = [str(partial / p) for p in run.parts if p.startswith(kind + "-")]
+            target = out / fmt.TABLES[kind]
+            if files:
+                con.execute(
+                    f"copy (select * from read_parquet(?) order by {order}) to '{_q(target)}' "
+                    "(format parquet, compression zstd, row_group_size 65536)",
+                    [files],
+                )
+            else:
+                pq.write_table(
+                    (_TOKEN_SCHEMA if kind == "tokens" else _DOC_SCHEMA).empty_table(), target
+                )
+
+        # exemplars, then units (which take their top token from the exemplars)
+        ex_tmp, units_tmp = partial / "exemplars-raw.parquet", partial / "units-raw.parquet"
+        nonfinite: dict[str, dict[str, int]] = {}
+        with (
+            pq.ParquetWriter(ex_tmp, _EXEMPLAR_RAW_SCHEMA) as ex_w,
+            pq.ParquetWriter(units_tmp, _units_raw_schema(stats, sites)) as u_w,
+        ):
+            for ordinal, site in enumerate(sites):
+                acc = stats[site.name]
+                ex_w.write_table(_exemplar_table(site.name, ordinal, acc.exemplars()))
+                cols = acc.result()
+                u_w.write_table(_units_table(site, ordinal, cols, u_w.schema))
+                nonfinite[site.name] = {
+                    k: int(np.sum(cols[k])) for k in ("n_nan", "n_posinf", "n_neginf") if k in cols
+                }
+        con.execute(
+            f"copy (select e.site, e.unit, e.rank, e.activation, e.doc, e.pos, t.token_id, t.token, "
+            f"e.ctx_start, e.ctx_acts from read_parquet('{_q(ex_tmp)}') e "
+            f"left join read_parquet('{_q(out / fmt.TOKENS)}') t on t.doc = e.doc and t.pos = e.pos "
+            f"order by e._ord, e.unit, e.rank) to '{_q(out / fmt.EXEMPLARS)}' "
+            "(format parquet, compression zstd)"
+        )
+        con.execute(
+            f"copy (select u.* exclude (_ord), e.token as top_token "
+            f"from read_parquet('{_q(units_tmp)}') u left join "
+            f"(select site, unit, token from read_parquet('{_q(out / fmt.EXEMPLARS)}') where rank = 0) e "
+            f"on e.site = u.site and e.unit = u.unit order by u._ord, u.unit) "
+            f"to '{_q(out / fmt.UNITS)}' (format parquet, compression zstd)"
+        )
+    finally:
+        con.close()
+    return nonfinite
+
+
+_EXEMPLAR_RAW_SCHEMA = pa.schema(
+    [
+        ("site", pa.string()),
+        ("_ord", pa.int32()),
+        ("unit", pa.int32()),
+        ("rank", pa.int32()),
+        ("activation", pa.float32()),
+        ("doc", pa.int64()),
+        ("pos", pa.int32()),
+        ("ctx_start", pa.int32()),
+        ("ctx_acts", pa.list_(pa.float32())),
+    ]
+)
+
+
+def _exemplar_table(site: str, ordinal: int, ex: dict[str, np.ndarray]) -> pa.Table:
+    n = len(ex["unit"])
+    ctx = np.asarray(ex["ctx_acts"], dtype=np.float32).reshape(n, -1)
+    width = ctx.shape[1]
+    ctx_arr = pa.ListArray.from_arrays(
+        pa.array(np.arange(0, (n + 1) * width, width, dtype=np.int32)), pa.array(ctx.reshape(-1))
+    )
+    return pa.table(
+        {
+            "site": pa.array([site] * n, pa.string()),
+            "_ord": pa.array(np.full(n, ordinal, dtype=np.int32)),
+            "unit": pa.array(np.asarray(ex["unit"], dtype=np.int32)),
+            "rank": pa.array(np.asarray(ex["rank"], dtype=np.int32)),
+            "activation": pa.array(np.asarray(ex["activation"], dtype=np.float32)),
+            "doc": pa.array(np.asarray(ex["doc"], dtype=np.int64)),
+            "pos": pa.array(np.asarray(ex["pos"], dtype=np.int32)),
+            "ctx_start": pa.array(np.asarray(ex["ctx_start"], dtype=np.int32)),
+            "ctx_acts": ctx_arr,
+        },
+        schema=_EXEMPLAR_RAW_SCHEMA,
+    )
+
+
+def _units_raw_schema(stats: dict[str, UnitStats], sites: list[Site]) -> pa.Schema:
+    cols = stats[sites[0].name].result()
+    fields = [
+        ("site", pa.string()),
+        ("_ord", pa.int32()),
+        ("layer", pa.int32()),
+        ("unit", pa.int32()),
+    ]
+    for name, values in cols.items():
+        arr = np.asarray(values)
+        if arr.ndim == 2:
+            fields.append((name, pa.list_(pa.from_numpy_dtype(arr.dtype))))
+        else:
+            fields.append((name, pa.from_numpy_dtype(arr.dtype)))
+    return pa.schema(fields)
+
+
+def _units_table(
+    site: Site, ordinal: int, cols: dict[str, np.ndarray], schema: pa.Schema
+) -> pa.Table:
+    n = len(next(iter(cols.values())))
+    arrays: dict[str, Any] = {
+        "site": pa.array([site.name] * n, pa.string()),
+        "_ord": pa.array(np.full(n, ordinal, dtype=np.int32)),
+        "layer": pa.array([site.layer] * n, pa.int32()),
+        "unit": pa.array(np.arange(n, dtype=np.int32)),
+    }
+    for name, values in cols.items():
+        arr = np.asarray(values)
+        if arr.ndim == 2:
+            width = arr.shape[1]
+            arrays[name] = pa.ListArray.from_arrays(
+                pa.array(np.arange(0, (n + 1) * width, width, dtype=np.int32)),
+                pa.array(arr.reshape(-1)),
+            )
+        else:
+            arrays[name] = pa.array(arr)
+    return pa.table(arrays, schema=schema)
+
+
+def _corpus_summary(out: Path) -> dict[str, Any]:
+    """Token and doc counts and a sha256 of the token ids in (doc, pos) order."""
+    h = hashlib.sha256()
+    n_tokens = 0
+    pf = pq.ParquetFile(out / fmt.TOKENS)
+    for rb in pf.iter_batches(batch_size=1 << 16, columns=["doc", "token_id"]):
+        h.update(rb.column(0).to_numpy().tobytes())
+        h.update(rb.column(1).to_numpy().tobytes())
+        n_tokens += rb.num_rows
+    n_docs = pq.ParquetFile(out / fmt.DOCS).metadata.num_rows
+    return {"sha256": h.hexdigest(), "n_tokens": n_tokens, "n_docs": n_docs}
+
+
+def _q(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+# -- argument checks -------------------------------------------------------------------------
+
+
+def _check_args(**kwargs: int | None) -> None:
+    for name, value in kwargs.items():
+        if value is None and name == "max_tokens":
+            continue
+        low = 0 if name == "context" else 1
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise NeuronAtlasError(
+                f"The {name!r} parameter of build_atlas must be an int >= {low}. Got {value!r}."
+            )
+
+
+def _torch_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    names = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+    }
+    if dtype not in names:
+        raise NeuronAtlasError(f"dtype must be one of {sorted(names)}; got {dtype!r}.")
+    return names[dtype]
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
