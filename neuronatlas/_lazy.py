@@ -11,6 +11,7 @@ _EXTRA_OF = {
     "transformers": "hf",
     "safetensors": "hf",
     "tokenizers": "hf",
+    "datasets": "hf",
     "typer": "cli",
     "rich": "cli",
     "pandas": "cli",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import platform
@@ -177,9 +178,9 @@ def build_atlas(
     if tok is not None:
         corpus = load_corpus(data, text_column=text_column)
         corpus_desc = corpus.description
-        batches_fn: Callable[[], Iterator[Any]] = lambda: text_batches(  # noqa: E731
+        batches_fn: Callable[[int], Iterator[Any]] = lambda start: text_batches(  # noqa: E731
             corpus, tok, window=window, batch_size=batch_size, max_tokens=max_tokens
-        )
+        ).batches(start)
     else:
         if data is None or isinstance(data, (str, os.PathLike)):
             raise DataError(
@@ -188,7 +189,9 @@ def build_atlas(
                 f"{'nothing' if data is None else repr(data)}. Pass tokenizer=... to feed text."
             )
         corpus_desc = f"{type(data).__name__} of input tensors"
-        batches_fn = lambda: tensor_batches(data, batch_size=batch_size)  # noqa: E731
+        batches_fn = lambda start: itertools.islice(  # noqa: E731
+            tensor_batches(data, batch_size=batch_size), start, None
+        )
 
     settings = {
         "sites": [s.name for s in resolved],
@@ -266,9 +269,7 @@ def build_atlas(
         from neuronatlas.record import Recorder
 
         with Recorder(net, resolved) as rec, torch.inference_mode():
-            for i, batch in enumerate(batches_fn()):
-                if i < run.batches_done:
-                    continue  # done before the interruption
+            for batch in batches_fn(run.batches_done):  # skips what was done before a stop
                 batch = batch.to(dev)
                 t0 = time.perf_counter()
                 net(*batch.args, **batch.kwargs)

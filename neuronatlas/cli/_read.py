@@ -87,9 +87,8 @@ def _per_layer(atlas, dead: str):
         "select site, any_value(layer) as layer, count(*) as units, avg(frac_active) as act, "
         f"sum(case when {cond} then 1 else 0 end) as dead, "
         "max(greatest(abs(min), abs(max))) as maxabs, "
-        "sum(n_nan + n_posinf + n_neginf) as nonfinite, min(rowid) as first "
-        "from units group by site order by first"
-    )
+        "sum(n_nan + n_posinf + n_neginf) as nonfinite from units group by site"
+    ).set_index("site").loc[atlas.sites].reset_index()
 
 
 @command("query")
