@@ -75,20 +75,35 @@ def info(
         kt.add_column(col, justify="right" if col in ("unit", "kurtosis", "max") else "left")
     for r in hi.itertuples():
         ex = atlas.exemplars(r.site, int(r.unit))
-        ctx = escape(ex["context"].iloc[0].replace("\n", "⏎")) if len(ex) else ""
-        ctx = ctx.replace("⟦", "[bold reverse]").replace("⟧", "[/]")
+        ctx = _snippet(ex["context"].iloc[0]) if len(ex) else ""
         kt.add_row(escape(r.site), str(r.unit), f"{r.kurtosis:.1f}", f"{r.max:.3g}", ctx)
     console.print(kt)
 
 
+def _snippet(context: str, before: int = 40, after: int = 25) -> str:
+    """One line around the exemplar token (marked ⟦…⟧ by Atlas.exemplars), highlighted."""
+    i, j = context.find("⟦"), context.find("⟧")
+    if i < 0 or j < 0:
+        return escape(context[: before + after])
+    head = context[max(0, i - before) : i]
+    tail = context[j + 1 : j + 1 + after]
+    line = lambda t: escape(t.replace("\n", "⏎"))  # noqa: E731
+    return f"{'…' if i > before else ''}{line(head)}[bold reverse]⟦{line(context[i + 1 : j])}⟧[/]{line(tail)}…"
+
+
 def _per_layer(atlas, dead: str):
     cond = "label_dead" if dead == "label_dead" else "frac_active = 0"
-    return atlas.query(
-        "select site, any_value(layer) as layer, count(*) as units, avg(frac_active) as act, "
-        f"sum(case when {cond} then 1 else 0 end) as dead, "
-        "max(greatest(abs(min), abs(max))) as maxabs, "
-        "sum(n_nan + n_posinf + n_neginf) as nonfinite from units group by site"
-    ).set_index("site").loc[atlas.sites].reset_index()
+    return (
+        atlas.query(
+            "select site, any_value(layer) as layer, count(*) as units, avg(frac_active) as act, "
+            f"sum(case when {cond} then 1 else 0 end) as dead, "
+            "max(greatest(abs(min), abs(max))) as maxabs, "
+            "sum(n_nan + n_posinf + n_neginf) as nonfinite from units group by site"
+        )
+        .set_index("site")
+        .loc[atlas.sites]
+        .reset_index()
+    )
 
 
 @command("query")
