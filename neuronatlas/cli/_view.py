@@ -26,21 +26,17 @@ def view(
         int, typer.Option(min=0, max=65535, help="Port to listen on (0 picks a free one).")
     ] = 8000,
 ) -> None:
+    import socket
+
     from neuronatlas._lazy import require
 
     require("fastapi")
-    require("uvicorn")
-    from neuronatlas.viewer import ViewerAtlas, create_app, registry
+    uvicorn = require("uvicorn")
+    from neuronatlas.viewer import ViewerAtlas, ViewerError, create_app, registry
     from neuronatlas.viewer._app import _hosts_for
 
     opened = ViewerAtlas(atlas, columns=list(registry.columns), unit_tables=list(registry.tables))
     app = create_app(opened, allowed_hosts=_hosts_for(host))
-    import socket
-
-    import uvicorn
-
-    from neuronatlas.viewer import ViewerError
-
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -79,6 +75,12 @@ def export(
             help="Only these sites' unit pages (glob, repeatable), e.g. 'encoder.layer.1.*'.",
         ),
     ] = None,
+    exemplars: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(
+            min=1, max=1000, help="Exemplars per unit page (default: all); most of its size."
+        ),
+    ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Replace a previous export in the folder.")
     ] = False,
@@ -107,6 +109,7 @@ def export(
             html,
             sites=sites,
             overwrite=force,
+            exemplars=exemplars,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     console.print(
