@@ -371,17 +371,15 @@ def _record_batch(
         acc = stats.get(site.name)
         if acc is None:
             acc = stats[site.name] = make_stats(int(values.shape[-1]))
-        sb = SiteBatch(values, mask, doc, pos)
+        tid = (
+            batch.token_id if batch.token_id is not None and n_pos == batch.mask.shape[1] else None
+        )
+        sb = SiteBatch(values, mask, doc, pos, tid)
         acc.update(sb)
         if keep:
             rows["acts"][site.name] = sb.flat
             if "doc" not in rows:
                 rows["doc"], rows["pos"] = sb.flat_doc, sb.flat_pos
-                tid = (
-                    batch.token_id
-                    if batch.token_id is not None and n_pos == batch.mask.shape[1]
-                    else None
-                )
                 rows["token_id"] = tid.reshape(-1)[mask.reshape(-1)] if tid is not None else None
     return rows
 

@@ -119,23 +119,72 @@ class TopK:
     # --- update ---
 
     def update(self, batch: SiteBatch) -> None:
-        """Fold one batch in; only units whose batch max can enter their top k do work."""
+        """Fold one batch in.
+
+        Units whose top k is still filling take the batch's own top k (``torch.topk``). Every
+        other unit only looks at the values that reach its current k-th best: one comparison
+        pass over the batch finds them (about ``k / t`` per unit after ``t`` batches), and a
+        small sort by (unit, value, doc, pos) merges them with the kept exemplars.
+        """
         check_batch(batch, self.n_units, "TopK", self.device)
         if batch.n == 0:
             return
-        bmax = batch.minmax[1].double()
         kth = self.value_[:, -1]
-        need = bmax > kth
-        tied = torch.nonzero((bmax == kth) & torch.isfinite(kth)).reshape(-1)
-        if tied.numel():  # the batch max equals the k-th best: wins only with a smaller (doc, pos)
-            sub = batch.flat.index_select(1, tied)
-            doc, pos = batch.flat_doc[:, None], batch.flat_pos[:, None]
-            kdoc, kpos = self.doc_[tied, -1], self.pos_[tied, -1]
-            before = (doc < kdoc) | ((doc == kdoc) & (pos < kpos))
-            need[tied] |= ((sub == kth[tied]) & before).any(0)
-        units = torch.nonzero(need).reshape(-1)
-        if units.numel():
-            self._take(batch, units)
+        filling = torch.isinf(kth)  # -inf: fewer than k exemplars so far
+        need = batch.minmax[1].double() >= kth
+        first = torch.nonzero(need & filling).reshape(-1)
+        if first.numel():
+            self._take(batch, first)
+        rest = need & ~filling
+        if bool(rest.any()):
+            self._take_above(batch, rest)
+
+    def _take_above(self, batch: SiteBatch, units_mask: Tensor) -> None:
+        """Merge the values that reach each unit's k-th best (ties included) into its top k."""
+        x = batch.flat
+        thr = torch.where(units_mask, self.value_[:, -1], float("inf")).to(x.dtype)
+        hit = x >= thr
+        if batch.has_nonfinite:
+            hit &= torch.isfinite(x)
+        row, unit = torch.nonzero(hit, as_tuple=True)
+        if row.numel() == 0:
+            return
+        k = self.k
+        touched = torch.unique(unit)  # sorted
+        m = touched.numel()
+        slot = torch.searchsorted(touched, unit)  # candidate -> index among touched units
+        # kept exemplars of the touched units, then the candidates; one stable lexsort
+        n_c = row.numel()
+        owner = torch.cat([torch.arange(m, device=row.device).repeat_interleave(k), slot])
+        value = torch.cat([self.value_[touched].reshape(-1), x[row, unit].double()])
+        doc = torch.cat([self.doc_[touched].reshape(-1), batch.flat_doc[row]])
+        pos = torch.cat([self.pos_[touched].reshape(-1), batch.flat_pos[row]])
+        origin = torch.cat(  # >= 0: candidate index; < 0: kept slot -(j + 1)
+            [-(torch.arange(m * k, device=row.device) + 1), torch.arange(n_c, device=row.device)]
+        )
+        order = torch.argsort(pos, stable=True)
+        order = order[torch.argsort(doc[order], stable=True)]
+        order = order[torch.argsort(value[order], descending=True, stable=True)]
+        order = order[torch.argsort(owner[order], stable=True)]
+        # each touched unit owns k kept + its candidates; its first k entries are the new top k
+        counts = torch.bincount(owner, minlength=m)
+        start = torch.cumsum(counts, 0) - counts
+        best = order[(start[:, None] + torch.arange(k, device=row.device)).reshape(-1)]
+        new_value = value[best].reshape(m, k)
+        new_doc = doc[best].reshape(m, k)
+        new_pos = pos[best].reshape(m, k)
+        src = origin[best].reshape(m, k)
+        kept = src < 0
+        old_slot = torch.where(kept, -src - 1, 0)  # flat index into (touched, k)
+        ctx = self.ctx_[touched].reshape(m * k, -1)[old_slot.reshape(-1)].reshape(m, k, -1)
+        i, j = torch.nonzero(~kept, as_tuple=True)
+        if i.numel():
+            c = src[i, j]
+            ctx[i, j] = self._context(batch, touched[i], row[c], new_doc[i, j])
+        self.value_[touched] = new_value
+        self.doc_[touched] = new_doc
+        self.pos_[touched] = new_pos
+        self.ctx_[touched] = ctx
 
     def _candidates(self, batch: SiteBatch, units: Tensor) -> tuple[Tensor, Tensor]:
         """Top ``min(k, n)`` rows of the batch for each of ``units``, exact with ties.

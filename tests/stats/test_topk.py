@@ -109,18 +109,23 @@ def test_nonfinite_values_never_become_exemplars():
 
 
 class RecordingTopK(TopK):
-    """A TopK that records which units did work in each batch."""
+    """A TopK that records which units changed their exemplars in each batch."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.worked: list[list[int]] = []
 
-    def _take(self, batch, units):
-        self.worked.append(units.tolist())
-        super()._take(batch, units)
+    def update(self, batch):
+        before = (self.value_.clone(), self.doc_.clone(), self.pos_.clone())
+        super().update(batch)
+        after = (self.value_, self.doc_, self.pos_)
+        changed = torch.zeros(self.n_units, dtype=torch.bool)
+        for b, a in zip(before, after, strict=True):
+            changed |= ~((b == a) | (b.isnan() & a.isnan())).all(1)
+        self.worked.append(torch.nonzero(changed).reshape(-1).tolist())
 
 
-def test_the_gate_skips_units_that_cannot_improve():
+def test_only_units_that_improve_change():
     rng = np.random.default_rng(3)
     t = RecordingTopK(6, k=3, context=1)
     base = rng.standard_normal((2, 8, 6)).astype(np.float32) + 10
@@ -135,7 +140,7 @@ def test_the_gate_skips_units_that_cannot_improve():
     tie = np.full((1, 1, 6), -50.0, dtype=np.float32)
     tie[0, 0, 2] = kth
     t.update(SiteBatch.from_values(torch.as_tensor(tie), first_doc=99))  # larger doc: loses
-    assert t.worked[-1] == [4]
+    assert t.worked[-1] == []
     t.update(SiteBatch.from_values(torch.as_tensor(tie), first_doc=-1))  # smaller doc: wins
     assert t.worked[-1] == [2]
     assert int(t.doc_[2, -1]) == -1
