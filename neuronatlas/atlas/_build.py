@@ -253,12 +253,15 @@ def build_atlas(
         context=context,
         threshold=threshold,
         quantiles=quantiles,
-        moments=moments,
+        higher_moments=moments,
         device=dev,
     )
-    store = (
-        _open_store(out, resolved, run, keep_activations, store_dtype) if keep_activations else None
-    )
+    store = _BuildStore(out / fmt.STORE, store_dtype, resume=run.batches_done > 0)
+    if not keep_activations:
+        store = None
+    # a resumed store may be behind the statistics (its commits land on whole chunks): replay
+    # the batches in between for the store alone
+    start = min(run.batches_done, store.start) if store is not None else run.batches_done
 
     tokens_buf: list[pa.RecordBatch] = []
     docs_buf: list[pa.RecordBatch] = []
@@ -269,19 +272,20 @@ def build_atlas(
         from neuronatlas.record import Recorder
 
         with Recorder(net, resolved) as rec, torch.inference_mode():
-            for batch in batches_fn(run.batches_done):  # skips what was done before a stop
+            for i, batch in enumerate(batches_fn(start), start):  # skips what was done
                 batch = batch.to(dev)
                 t0 = time.perf_counter()
                 net(*batch.args, **batch.kwargs)
                 _sync(dev)
                 t1 = time.perf_counter()
                 acts = rec.pop()
+                if i < run.batches_done:  # only the store is behind here
+                    store.append(_store_rows(batch, resolved, acts))
+                    continue
                 consistent = False
-                rows = _record_batch(batch, resolved, acts, stats, make_stats, store is not None)
+                _record_batch(batch, resolved, acts, stats, make_stats)
                 if store is not None:
-                    store.append(
-                        rows["acts"], doc=rows["doc"], pos=rows["pos"], token_id=rows["token_id"]
-                    )
+                    store.append(_store_rows(batch, resolved, acts))
                 _sync(dev)
                 run.record_s += time.perf_counter() - t1
                 run.forward_s += t1 - t0
@@ -322,7 +326,7 @@ def build_atlas(
         )
     _flush_parts(partial, run, tokens_buf, docs_buf)
     if store is not None:
-        store.close()
+        store.close(run.batches_done)
 
     # -- tables ----------------------------------------------------------------------------------
     t_write = time.perf_counter()
@@ -331,6 +335,8 @@ def build_atlas(
         entry["n_units"] = stats[entry["name"]].n_units
     manifest["corpus"].update(_corpus_summary(out))
     manifest["nonfinite"] = nonfinite
+    if store is not None and store.store is not None:
+        manifest["store"] = {"path": fmt.STORE, "dtype": store_dtype, "n_rows": store.store.n_rows}
     total = time.perf_counter() - started
     manifest["timings"] = {
         "forward_s": round(run.forward_s, 3),
@@ -355,12 +361,10 @@ def _record_batch(
     acts: dict[str, torch.Tensor],
     stats: dict[str, UnitStats],
     make_stats: Callable[[int], UnitStats],
-    keep: bool,
-) -> dict[str, Any]:
-    """Fold one batch of every site into its accumulators; return the rows for the store."""
+) -> None:
+    """Fold one batch of every site into its accumulators."""
     from neuronatlas.data import bookkeeping_for
 
-    rows: dict[str, Any] = {"acts": {}}
     books: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     for site in sites:
         values = acts[site.name]
@@ -374,14 +378,63 @@ def _record_batch(
         tid = (
             batch.token_id if batch.token_id is not None and n_pos == batch.mask.shape[1] else None
         )
-        sb = SiteBatch(values, mask, doc, pos, tid)
-        acc.update(sb)
-        if keep:
-            rows["acts"][site.name] = sb.flat
-            if "doc" not in rows:
-                rows["doc"], rows["pos"] = sb.flat_doc, sb.flat_pos
-                rows["token_id"] = tid.reshape(-1)[mask.reshape(-1)] if tid is not None else None
-    return rows
+        acc.update(SiteBatch(values, mask, doc, pos, tid))
+
+
+def _store_rows(batch: Any, sites: list[Site], acts: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The rows of one batch for the activation store: every site at the batch's tokens."""
+    n_pos = int(batch.mask.shape[1])
+    for site in sites:
+        if int(acts[site.name].shape[1]) != n_pos:
+            raise NeuronAtlasError(
+                f"--keep-activations stores one row per token for every site, but site "
+                f"{site.name!r} has {int(acts[site.name].shape[1])} positions where the batch "
+                f"has {n_pos}. Store sites with one activation per token, or map without it."
+            )
+    tid = batch.token_id
+    return {
+        "acts": {s.name: acts[s.name] for s in sites},
+        "doc": batch.doc,
+        "pos": batch.pos,
+        "token_id": tid,
+        "mask": batch.mask,
+    }
+
+
+class _BuildStore:
+    """The activation store of a build, created at its first batch (when unit counts are known).
+
+    ``start`` is the number of batches whose rows a previous, interrupted run committed.
+    """
+
+    def __init__(self, path: Path, dtype: str, *, resume: bool) -> None:
+        from neuronatlas.store import ActivationStore
+
+        self.path, self.dtype, self.store, self.start = path, dtype, None, 0
+        if resume and (path / "store.json").exists():
+            self.store = ActivationStore.open(path, mode="a", dtype=dtype)
+            cursor = self.store.cursor
+            self.start = int(cursor["batches_done"]) if cursor else 0
+        elif path.exists():
+            shutil.rmtree(path)
+
+    def append(self, rows: dict[str, Any]) -> None:
+        from neuronatlas.store import ActivationStore
+
+        if self.store is None:
+            sites = {name: int(v.shape[-1]) for name, v in rows["acts"].items()}
+            self.store = ActivationStore.create(self.path, sites=sites, dtype=self.dtype)
+        self.store.append(
+            rows["acts"], rows["doc"], rows["pos"], rows["token_id"], mask=rows["mask"]
+        )
+
+    def commit(self, batches_done: int) -> None:
+        if self.store is not None:
+            self.store.commit({"batches_done": batches_done})
+
+    def close(self, batches_done: int) -> None:
+        if self.store is not None:
+            self.store.close({"batches_done": batches_done})
 
 
 def _sync(dev: torch.device) -> None:
@@ -448,7 +501,7 @@ def _checkpoint(
     tokens_buf.clear()
     docs_buf.clear()
     if store is not None:
-        store.commit({"batches_done": run.batches_done})
+        store.commit(run.batches_done)
     state = {"run": run.__dict__.copy(), "stats": {k: v.state_dict() for k, v in stats.items()}}
     tmp = partial / "state.pt.tmp"
     torch.save(state, tmp)
@@ -470,10 +523,6 @@ def _flush_parts(
         pq.write_table(pa.Table.from_batches(buf, schema=schema), partial / name)
         if name not in run.parts:
             run.parts.append(name)
-
-
-def _open_store(out: Path, sites: list[Site], run: _Run, keep: bool, dtype: str) -> Any:
-    raise NotImplementedError  # replaced when the store lands
 
 
 # -- tables ------------------------------------------------------------------------------------

@@ -238,3 +238,39 @@ def test_unit_card_escapes_html(tmp_path, tokenizer):
     card = atlas.unit(atlas.sites[0], 0)
     html = card._repr_html_()
     assert "<script>" not in html and "&lt;" in html
+
+
+def test_keep_activations_writes_the_store_and_resumes(tmp_path, tokenizer):
+    from neuronatlas.store import ActivationStore
+
+    model = bert_with_real_vocab()
+    docs = DOCS * 3
+    kw = dict(
+        tokenizer=tokenizer,
+        sites="mlp",
+        batch_size=2,
+        top_k=3,
+        keep_activations=True,
+        store_dtype="float32",
+        checkpoint_every=2,
+    )
+
+    def boom(p):
+        if p.batches == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_atlas(model, docs, out=tmp_path / "a", progress=boom, **kw)
+    atlas = build_atlas(model, docs, out=tmp_path / "a", **kw)
+    store = ActivationStore.open(tmp_path / "a" / "store")
+    ref, where = reference_mlp(model, tokenizer, docs)
+    assert store.n_rows == len(where) == atlas.manifest["store"]["n_rows"]
+    index = store.index().to_pandas()
+    # rows come in batch order; line them up with the reference by (doc, pos)
+    order = {(d, p): i for i, (d, p, _) in enumerate(where)}
+    idx = [order[(int(d), int(p))] for d, p in zip(index["doc"], index["pos"], strict=True)]
+    assert sorted(idx) == list(range(len(where)))
+    for layer in (0, 1):
+        got = store.read(f"encoder.layer.{layer}.output.dense:input")
+        np.testing.assert_allclose(got, ref[layer][idx], rtol=1e-5, atol=1e-6)
+    assert index["token_id"].tolist() == [where[i][2] for i in idx]
