@@ -142,7 +142,7 @@ def build_atlas(
         >>> atlas = build_atlas(None, None, out="atlases/minilm", max_tokens=20_000)  # doctest: +SKIP
         >>> atlas.units.groupby("layer").frac_active.mean()  # doctest: +SKIP
     """
-    from neuronatlas.data import load_corpus, tensor_batches, text_batches
+    from neuronatlas.data import load_corpus, load_tensors, tensor_batches, text_batches
     from neuronatlas.models import LoadedModel, load_model
 
     started = time.perf_counter()
@@ -182,13 +182,19 @@ def build_atlas(
             corpus, tok, window=window, batch_size=batch_size, max_tokens=max_tokens
         ).batches(start)
     else:
-        if data is None or isinstance(data, (str, os.PathLike)):
+        if data is None:
             raise DataError(
-                "This model has no tokenizer, so the data must be input tensors (an iterable of "
-                "tensors, tuples or dicts of tensors); got "
-                f"{'nothing' if data is None else repr(data)}. Pass tokenizer=... to feed text."
+                "This model has no tokenizer, so the data must be input tensors: an iterable of "
+                "tensors, tuples or dicts of tensors, or a .pt/.npy/.npz/.safetensors file. Got "
+                "nothing. Pass tokenizer=... (or a Hugging Face model folder) to feed text."
             )
-        corpus_desc = f"{type(data).__name__} of input tensors"
+        if isinstance(data, (str, os.PathLike)):
+            corpus_desc = f"input tensors from {Path(data).name}"
+            data = load_tensors(data)
+        else:
+            corpus_desc = f"{type(data).__name__} of input tensors"
+        if hasattr(data, "batches"):  # named inputs read from a file
+            data = data.batches(batch_size)
         batches_fn = lambda start: itertools.islice(  # noqa: E731
             tensor_batches(data, batch_size=batch_size), start, None
         )

@@ -21,6 +21,7 @@ from neuronatlas.data._corpus import Fingerprint as Fingerprint
 from neuronatlas.data._corpus import corpus_fingerprint as corpus_fingerprint
 from neuronatlas.data._corpus import load_corpus as load_corpus
 from neuronatlas.data._pydocs import python_docs_corpus as python_docs_corpus
+from neuronatlas.data._tensors import load_tensors as load_tensors
 from neuronatlas.data._tensors import tensor_batches as tensor_batches
 from neuronatlas.data._text import CorpusSummary as CorpusSummary
 from neuronatlas.data._text import TextBatches as TextBatches
@@ -38,6 +39,7 @@ __all__ = [
     "bookkeeping_for",
     "corpus_fingerprint",
     "load_corpus",
+    "load_tensors",
     "python_docs_corpus",
     "tensor_batches",
     "text_batches",

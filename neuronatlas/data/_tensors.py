@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -152,3 +155,72 @@ def _bookkeep(args: tuple[Any, ...], kwargs: dict[str, Any], row: int) -> Batch:
     pos = torch.zeros(rows, 1, dtype=torch.int64, device=device)
     mask = torch.ones(rows, 1, dtype=torch.bool, device=device)
     return Batch(args, kwargs, doc, pos, mask, None, _n_tokens=rows)
+
+
+TENSOR_SUFFIXES = (".pt", ".pth", ".npy", ".npz", ".safetensors")
+
+
+def load_tensors(path: str | os.PathLike[str]) -> Any:
+    """Read model inputs for a plain ``nn.Module`` from a file, for :func:`tensor_batches`.
+
+    - ``.pt`` / ``.pth``: anything ``torch.load(weights_only=True)`` reads — a tensor (split into
+      batches), a list of tensors, tuples or dicts of tensors (one batch each);
+    - ``.npy``: one array; ``.npz`` and ``.safetensors``: one array/tensor, or several, which
+      become keyword inputs named by their keys.
+
+    Raises:
+        DataError: the file is missing, has another suffix, or cannot be read.
+
+    Examples:
+        >>> import tempfile, torch
+        >>> p = tempfile.mkdtemp() + "/x.pt"
+        >>> torch.save(torch.zeros(4, 3), p)
+        >>> load_tensors(p).shape
+        torch.Size([4, 3])
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"Input file {str(p)!r} does not exist (or is not a file).")
+    suffix = p.suffix.lower()
+    if suffix not in TENSOR_SUFFIXES:
+        raise DataError(
+            f"Cannot read model inputs from {str(p)!r}: expected one of {', '.join(TENSOR_SUFFIXES)}, "
+            f"got {suffix or 'no suffix'!r}. Save the inputs with torch.save or numpy.save."
+        )
+    try:
+        if suffix in (".pt", ".pth"):
+            return torch.load(p, map_location="cpu", weights_only=True)
+        if suffix == ".npy":
+            return torch.from_numpy(np.load(p, allow_pickle=False))
+        if suffix == ".npz":
+            with np.load(p, allow_pickle=False) as z:
+                found = {k: torch.from_numpy(z[k]) for k in z.files}
+        else:
+            from safetensors.torch import load_file
+
+            found = load_file(str(p))
+    except Exception as exc:
+        raise DataError(f"Cannot read model inputs from {str(p)!r}: {exc}") from exc
+    if len(found) == 1:
+        return next(iter(found.values()))
+    return _KeywordInputs(found)
+
+
+class _KeywordInputs:
+    """Several named input tensors of one length: batched together as keyword inputs."""
+
+    def __init__(self, tensors: Mapping[str, Tensor]) -> None:
+        lengths = {k: int(v.shape[0]) for k, v in tensors.items()}
+        if len(set(lengths.values())) != 1:
+            raise DataError(
+                f"The named inputs must have the same number of rows to be batched together; "
+                f"got {lengths}."
+            )
+        self.tensors = dict(tensors)
+        self.n = next(iter(lengths.values()))
+
+    def batches(self, batch_size: int) -> list[dict[str, Tensor]]:
+        return [
+            {k: v[i : i + batch_size] for k, v in self.tensors.items()}
+            for i in range(0, self.n, batch_size)
+        ]

@@ -142,7 +142,7 @@ def test_hub_dataset_offline_is_a_clear_error():
 
 def test_missing_datasets_gives_the_install_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)  # what an absent package looks like
-    with pytest.raises(MissingExtraError, match="pip install datasets"):
+    with pytest.raises(MissingExtraError, match=r"pip install .neuronatlas\[hf\]."):
         load_corpus("some-dataset")
 
 
