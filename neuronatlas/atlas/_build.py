@@ -214,6 +214,7 @@ def build_atlas(
         "store_dtype": store_dtype if keep_activations else None,
         "model_sha256": loaded.info.weights_sha256,
         "corpus": corpus_desc,
+        "corpus_identity": _data_identity(data, corpus if tok is not None else None),
     }
     partial = out / fmt.PARTIAL
     run = _prepare_out(out, settings, force=force)
@@ -731,6 +732,36 @@ def _corpus_summary(out: Path) -> dict[str, Any]:
         n_tokens += rb.num_rows
     n_docs = pq.ParquetFile(out / fmt.DOCS).metadata.num_rows
     return {"sha256": h.hexdigest(), "n_tokens": n_tokens, "n_docs": n_docs}
+
+
+def _data_identity(data: Any, corpus: Any) -> str:
+    """What tells this corpus from another without reading it through the model.
+
+    In-memory documents and tensors are hashed; files and folders are identified by path, size
+    and modification time (as build tools do); other sources by their description. A build
+    whose settings and corpus identity match an existing atlas resumes it or returns it.
+    """
+    from neuronatlas.data import corpus_fingerprint
+
+    h = hashlib.sha256()
+    if isinstance(data, (list, tuple)) and corpus is not None:
+        return "sha256:" + corpus_fingerprint(corpus)
+    if isinstance(data, (list, tuple)) and all(isinstance(t, torch.Tensor) for t in data):
+        for t in data:
+            h.update(str((tuple(t.shape), t.dtype)).encode())
+            h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        return "sha256:" + h.hexdigest()
+    if isinstance(data, torch.Tensor):
+        h.update(data.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        return "sha256:" + h.hexdigest()
+    if isinstance(data, (str, os.PathLike)) and Path(data).exists():
+        root = Path(data).resolve()
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for f in files:
+            st = f.stat()
+            h.update(f"{f.relative_to(root.parent)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        return f"files:{root}:" + h.hexdigest()
+    return "description:" + (corpus.description if corpus is not None else type(data).__name__)
 
 
 def _q(path: Path) -> str:

@@ -274,3 +274,10 @@ def test_keep_activations_writes_the_store_and_resumes(tmp_path, tokenizer):
         got = store.read(f"encoder.layer.{layer}.output.dense:input")
         np.testing.assert_allclose(got, ref[layer][idx], rtol=1e-5, atol=1e-6)
     assert index["token_id"].tolist() == [where[i][2] for i in idx]
+
+
+def test_other_documents_with_same_description_are_not_mistaken(tmp_path, tokenizer):
+    model = bert_with_real_vocab()
+    build_atlas(model, DOCS[:3], tokenizer=tokenizer, out=tmp_path / "a")
+    with pytest.raises(AtlasExistsError, match="corpus_identity"):
+        build_atlas(model, DOCS[3:6], tokenizer=tokenizer, out=tmp_path / "a")
