@@ -50,10 +50,14 @@ demo: venv
 view: venv
 	$(BIN)/neuronatlas view $(ATLAS)
 
+# Benchmarks report figures (docs/benchmarks.md); they are scripts, not tests. Run on a quiet machine.
 bench: venv
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python benchmarks/bench_record.py
 	$(BIN)/python benchmarks/bench_map.py
+	$(BIN)/python benchmarks/bench_stats.py
+	$(BIN)/python benchmarks/bench_store.py
+	$(BIN)/python benchmarks/bench_viewer.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -72,7 +72,7 @@ def map_(
         f"Mapping [bold]{model or 'MiniLM (packaged)'}[/] over "
         f"[bold]{data or 'the Python documentation'}[/] → {out}"
     )
-    with Progress(
+    bar = Progress(
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -82,14 +82,16 @@ def map_(
         TextColumn("ETA"),
         TimeRemainingColumn(),
         console=console,
-        transient=False,
-    ) as bar:
-        task = bar.add_task("recording", total=max_tokens, rate="–")
+    )
+    task = bar.add_task("recording", total=max_tokens, rate="–")
 
-        def on_progress(p) -> None:
-            rate = (p.tokens - p.resumed_from) / max(p.elapsed_s, 1e-9)
-            bar.update(task, completed=p.tokens, rate=f"{rate:,.0f}")
+    def on_progress(p) -> None:
+        if not bar.live.is_started:  # started at the first batch, after every input is checked
+            bar.start()
+        rate = (p.tokens - p.resumed_from) / max(p.elapsed_s, 1e-9)
+        bar.update(task, completed=p.tokens, rate=f"{rate:,.0f}")
 
+    try:
         atlas = build_atlas(
             model,
             data,
@@ -108,7 +110,10 @@ def map_(
             force=force,
             progress=on_progress,
         )
-        bar.update(task, total=atlas.manifest["corpus"]["n_tokens"], description="done")
+        if bar.live.is_started:
+            bar.update(task, total=atlas.manifest["corpus"]["n_tokens"], description="done")
+    finally:
+        bar.stop()
     _summary(atlas)
 
 
