@@ -33,7 +33,8 @@ from neuronatlas.atlas import _format as fmt
 from neuronatlas.atlas._atlas import Atlas
 from neuronatlas.errors import AtlasError, AtlasExistsError, DataError, NeuronAtlasError
 from neuronatlas.sites import Site, resolve_sites
-from neuronatlas.stats import SiteBatch, UnitStats
+from neuronatlas.stats import SiteBatch
+from neuronatlas.units import SiteStats
 
 __all__ = ["Progress", "build_atlas"]
 
@@ -93,6 +94,8 @@ def build_atlas(
     threshold: float = 0.0,
     quantiles: bool = True,
     moments: bool = True,
+    taxonomy: bool = True,
+    thresholds: dict[str, float] | None = None,
     window: int = 256,
     batch_size: int = 32,
     max_tokens: int | None = None,
@@ -121,6 +124,9 @@ def build_atlas(
         top_k: exemplars kept per unit. context: activations kept on each side of an exemplar.
         threshold: the activity threshold of ``frac_above``.
         quantiles, moments: turn the quantile sketch / higher moments off for speed.
+        taxonomy: also collect what the unit labels need (positional, token and bigram
+            detectors, massive activations) and label every unit (see docs/taxonomy.md).
+        thresholds: overrides of the taxonomy's default thresholds, by name.
         window: the longest sequence fed to the model, in tokens (long documents are split).
         batch_size: sequences per forward pass. max_tokens: stop after this many tokens.
         device, dtype: where and in which precision to run the model (``None`` = as it is).
@@ -206,6 +212,8 @@ def build_atlas(
         "threshold": float(threshold),
         "quantiles": quantiles,
         "moments": moments,
+        "taxonomy": taxonomy,
+        "thresholds": dict(thresholds or {}),
         "window": window,
         "batch_size": batch_size,
         "max_tokens": max_tokens,
@@ -250,19 +258,27 @@ def build_atlas(
     fmt.write_json_atomic(out / fmt.MANIFEST, manifest)
 
     # -- the pass --------------------------------------------------------------------------------
-    stats: dict[str, UnitStats] = {}
+    stats: dict[str, SiteStats] = {}
     if run.batches_done:
         state = torch.load(partial / "state.pt", map_location=dev, weights_only=True)
-        stats = {k: UnitStats.from_state_dict(v) for k, v in state["stats"].items()}
-    make_stats = lambda n: UnitStats(  # noqa: E731
-        n,
-        top_k=top_k,
-        context=context,
-        threshold=threshold,
-        quantiles=quantiles,
-        higher_moments=moments,
-        device=dev,
-    )
+        stats = {k: SiteStats.from_state_dict(v, device=dev) for k, v in state["stats"].items()}
+
+    def make_stats(n: int) -> SiteStats:
+        return SiteStats(
+            n,
+            taxonomy=taxonomy,
+            taxonomy_options={
+                "max_pos": window,
+                "vocab_size": len(tok) if tok is not None else None,
+            },
+            top_k=top_k,
+            context=context,
+            threshold=threshold,
+            quantiles=quantiles,
+            higher_moments=moments,
+            device=dev,
+        )
+
     store = _BuildStore(out / fmt.STORE, store_dtype, resume=run.batches_done > 0)
     if not keep_activations:
         store = None
@@ -338,6 +354,9 @@ def build_atlas(
     # -- tables ----------------------------------------------------------------------------------
     t_write = time.perf_counter()
     nonfinite = _write_tables(out, partial, resolved, stats, run)
+    if taxonomy:
+        manifest["taxonomy"] = _label(out, net, resolved, tok, thresholds)
+        manifest["labels"] = sorted(manifest["taxonomy"].get("labels", {}))
     for entry in manifest["sites"]:
         entry["n_units"] = stats[entry["name"]].n_units
     manifest["corpus"].update(_corpus_summary(out))
@@ -366,8 +385,8 @@ def _record_batch(
     batch: Any,
     sites: list[Site],
     acts: dict[str, torch.Tensor],
-    stats: dict[str, UnitStats],
-    make_stats: Callable[[int], UnitStats],
+    stats: dict[str, SiteStats],
+    make_stats: Callable[[int], SiteStats],
 ) -> None:
     """Fold one batch of every site into its accumulators."""
     from neuronatlas.data import bookkeeping_for
@@ -498,7 +517,7 @@ def _prepare_out(out: Path, settings: dict[str, Any], *, force: bool) -> _Run | 
 def _checkpoint(
     partial: Path,
     run: _Run,
-    stats: dict[str, UnitStats],
+    stats: dict[str, SiteStats],
     tokens_buf: list[pa.RecordBatch],
     docs_buf: list[pa.RecordBatch],
     store: Any,
@@ -587,7 +606,7 @@ def _tokens_from_ids(batch: Any, tok: Any) -> pa.RecordBatch:
 
 
 def _write_tables(
-    out: Path, partial: Path, sites: list[Site], stats: dict[str, UnitStats], run: _Run
+    out: Path, partial: Path, sites: list[Site], stats: dict[str, SiteStats], run: _Run
 ) -> dict[str, dict[str, int]]:
     """Write tokens, docs, exemplars and units; return the non-finite counts per site."""
     import duckdb
@@ -681,7 +700,7 @@ def _exemplar_table(site: str, ordinal: int, ex: dict[str, np.ndarray]) -> pa.Ta
     )
 
 
-def _units_raw_schema(stats: dict[str, UnitStats], sites: list[Site]) -> pa.Schema:
+def _units_raw_schema(stats: dict[str, SiteStats], sites: list[Site]) -> pa.Schema:
     cols = stats[sites[0].name].result()
     fields = [
         ("site", pa.string()),
@@ -719,6 +738,27 @@ def _units_table(
         else:
             arrays[name] = pa.array(arr)
     return pa.table(arrays, schema=schema)
+
+
+def _label(
+    out: Path, model: nn.Module, sites: list[Site], tok: Any, thresholds: dict[str, float] | None
+) -> dict[str, Any]:
+    """Name the detected tokens, add the ``label_*`` columns and any vocabulary projection."""
+    import pandas as pd
+
+    from neuronatlas.units import annotate_units
+
+    units, info = annotate_units(
+        pd.read_parquet(out / fmt.UNITS),
+        model=model,
+        sites=sites,
+        tokenizer=tok,
+        thresholds=thresholds,
+    )
+    tmp = out / (fmt.UNITS + ".tmp")
+    units.to_parquet(tmp, index=False, compression="zstd")
+    os.replace(tmp, out / fmt.UNITS)
+    return info
 
 
 def _corpus_summary(out: Path) -> dict[str, Any]:
