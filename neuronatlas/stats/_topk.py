@@ -143,10 +143,17 @@ class TopK:
         """Merge the values that reach each unit's k-th best (ties included) into its top k."""
         x = batch.flat
         thr = torch.where(units_mask, self.value_[:, -1], float("inf")).to(x.dtype)
-        hit = x >= thr
-        if batch.has_nonfinite:
-            hit &= torch.isfinite(x)
-        row, unit = torch.nonzero(hit, as_tuple=True)
+        # row blocks keep the comparison in cache on CPU (several times faster than one pass)
+        step = 256 if x.device.type == "cpu" else max(x.shape[0], 1)
+        rows, units = [], []
+        for start in range(0, x.shape[0], step):
+            hit = x[start : start + step] >= thr
+            if batch.has_nonfinite:
+                hit &= torch.isfinite(x[start : start + step])
+            r, u = torch.nonzero(hit, as_tuple=True)
+            rows.append(r + start)
+            units.append(u)
+        row, unit = torch.cat(rows), torch.cat(units)
         if row.numel() == 0:
             return
         k = self.k
