@@ -379,6 +379,38 @@ def exemplars_panel(ctx: UnitContext) -> dict[str, Any]:
     }
 
 
+def labels_panel(ctx: UnitContext) -> dict[str, Any] | None:
+    """Each taxonomy label of the unit with its evidence: score, rule and threshold, source.
+
+    The rules come from ``atlas.json`` (``taxonomy.labels``, written by the build); hidden for
+    atlases built without the taxonomy.
+    """
+    specs = (ctx.atlas.manifest.get("taxonomy") or {}).get("labels") or {}
+    if not specs:
+        return None
+    labels = []
+    for name, spec in specs.items():
+        score_col = spec.get("score", "")
+        value = ctx.row.get(score_col)
+        labels.append(
+            {
+                "name": name.removeprefix("label_"),
+                "on": bool(ctx.row.get(name)),
+                "score_column": score_col,
+                "score": fmt_value(value, "float") if isinstance(value, (int, float)) else "—",
+                "rule": spec.get("rule", ""),
+                "source": spec.get("source", ""),
+            }
+        )
+    detail = []
+    for key in ("tok", "bigram", "pos_peak", "massive_pos_mode"):
+        value = ctx.row.get(key)
+        if value is None or value == "" or value == -1:
+            continue
+        detail.append((key, ctx.atlas.display(value) if isinstance(value, str) else str(value)))
+    return {"labels": labels, "detail": detail}
+
+
 def register_builtins(reg: ViewerRegistry) -> None:
     """Register the built-in pages and panels on ``reg``."""
     reg.column("abs_max", sql='greatest(abs("min"), abs("max"))', requires=("min", "max"), title="max |a|",
@@ -397,3 +429,6 @@ def register_builtins(reg: ViewerRegistry) -> None:
     reg.unit_panel(
         "exemplars", title="Top exemplars", template="panel_exemplars.html", order=30, wide=True
     )(exemplars_panel)
+    reg.unit_panel(
+        "labels", title="Label evidence", template="panel_labels.html", order=40, wide=True
+    )(labels_panel)

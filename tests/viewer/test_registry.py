@@ -36,7 +36,12 @@ def test_registry_refuses_duplicates_and_lists_keys():
 
 def test_builtins_are_registered_through_the_api():
     assert registry.pages.keys()[:3] == ["/", "/units", "/unit/{site}/{unit}"]
-    assert [p.name for p in registry.ordered_panels()][:3] == ["stats", "distribution", "exemplars"]
+    assert [p.name for p in registry.ordered_panels()][:4] == [
+        "stats",
+        "distribution",
+        "exemplars",
+        "labels",
+    ]
     assert "abs_max" in registry.columns
     with pytest.raises(RegistryError, match="already registered"):
         registry.page("/units", title="Again")(lambda ctx: {})
