@@ -331,9 +331,11 @@ def build_atlas(
             # keep what we have: the next run with the same settings resumes from here
             with contextlib.suppress(Exception):
                 _checkpoint(partial, run, stats, tokens_buf, docs_buf, store)
+        elif interrupted and run.batches_done == 0:
+            shutil.rmtree(out, ignore_errors=True)  # nothing to resume: leave no half atlas
 
     if run.tokens_done == 0 or not stats:
-        shutil.rmtree(out, ignore_errors=True) if not any(out.glob("*.parquet")) else None
+        shutil.rmtree(out, ignore_errors=True)  # only the manifest and .partial/ we created
         raise DataError(
             f"The corpus gave no tokens to record ({corpus_desc}). Check that it holds non-empty "
             "documents (and the text column) or input tensors."

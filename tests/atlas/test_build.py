@@ -213,9 +213,13 @@ def test_existing_atlas_with_other_settings_is_refused(tmp_path, tokenizer):
     assert forced.manifest["settings"]["top_k"] == 4
 
 
-def test_empty_corpus_is_a_clear_error(tmp_path, tokenizer):
-    with pytest.raises(DataError):
+def test_empty_corpus_is_a_clear_error_and_leaves_nothing(tmp_path, tokenizer):
+    with pytest.raises(DataError, match="no non-empty document"):
         build_atlas(bert_with_real_vocab(), ["", "   "], tokenizer=tokenizer, out=tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+    # the same directory then takes a real corpus without --force
+    atlas = build_atlas(bert_with_real_vocab(), DOCS[:2], tokenizer=tokenizer, out=tmp_path / "a")
+    assert atlas.manifest["complete"]
 
 
 def test_unknown_format_version_is_refused(tmp_path, tokenizer):
