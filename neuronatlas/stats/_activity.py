@@ -12,6 +12,7 @@ from torch import Tensor
 from neuronatlas.errors import AccumulatorError
 from neuronatlas.stats._base import SiteBatch
 from neuronatlas.stats._common import (
+    block_rows,
     check_batch,
     check_n_units,
     check_other,
@@ -21,21 +22,19 @@ from neuronatlas.stats._common import (
     header,
     nan_where,
     resolve_device,
+    row_blocks,
 )
 
 __all__ = ["Activity"]
-
-
-_CPU_BLOCK = 256
 
 
 def _count_above(x: Tensor, threshold: float, finite: Tensor | None) -> Tensor:
     """``(unit,)`` int64 number of entries ``> threshold`` (finite ones only, if given)."""
     # Row blocks keep the bool temporaries in cache on CPU (about 6x faster than one pass over
     # the batch), and int32 partial counts beat the default int64 sum of a bool tensor.
-    step = _CPU_BLOCK if x.device.type == "cpu" else max(x.shape[0], 1)
+    step = block_rows(x)
     count = torch.zeros(x.shape[1], dtype=torch.int32, device=x.device)
-    for start in range(0, x.shape[0], step):
+    for start in row_blocks(x):
         above = x[start : start + step] > threshold
         if finite is not None:
             above &= finite[start : start + step]

@@ -14,6 +14,24 @@ from neuronatlas.stats._base import SiteBatch
 STATE_VERSION = 1
 
 
+CPU_BLOCK_ROWS = 256  # 256 rows x 1536 float32 units = 1.5 MB: fits in cache
+
+
+def row_blocks(x: Tensor) -> range:
+    """Start rows of the blocks that per-batch passes over ``x`` ``(n, unit)`` walk.
+
+    On CPU, blocks of :data:`CPU_BLOCK_ROWS` rows keep the temporaries of each pass in cache
+    (several times faster than whole-batch passes); on GPUs the whole batch is one block.
+    Pair with :func:`block_rows` for the block size.
+    """
+    return range(0, x.shape[0], block_rows(x))
+
+
+def block_rows(x: Tensor) -> int:
+    """Rows per block for :func:`row_blocks`."""
+    return CPU_BLOCK_ROWS if x.device.type == "cpu" else max(int(x.shape[0]), 1)
+
+
 def resolve_device(device: torch.device | str | None) -> torch.device:
     """``None`` means CPU; strings are parsed (``"cuda"``, ``"cuda:1"``, ``"cpu"``)."""
     return torch.device("cpu") if device is None else torch.device(device)

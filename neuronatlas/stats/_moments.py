@@ -22,6 +22,7 @@ from torch import Tensor
 from neuronatlas.errors import AccumulatorError
 from neuronatlas.stats._base import SiteBatch
 from neuronatlas.stats._common import (
+    block_rows,
     check_batch,
     check_n_units,
     check_other,
@@ -31,12 +32,10 @@ from neuronatlas.stats._common import (
     header,
     nan_where,
     resolve_device,
+    row_blocks,
 )
 
 __all__ = ["Moments", "batch_moments", "merge_moments"]
-
-# rows per block of the power sums on CPU (256 rows x 1536 float32 units = 1.5 MB)
-_CPU_BLOCK = 256
 
 # (count, mean, M2, M3, M4), each ``(unit,)`` float64; M3/M4 are None for order 2.
 MomentSums = tuple[Tensor, Tensor, Tensor, "Tensor | None", "Tensor | None"]
@@ -94,9 +93,9 @@ def batch_moments(
     shift = (s1.double() / n.clamp(min=1)).to(wd)
     # Row blocks keep the temporaries in cache on CPU (several times faster than whole-batch
     # passes); on GPUs one block is best. Block sums are accumulated in float64.
-    step = _CPU_BLOCK if x.device.type == "cpu" else max(n_rows, 1)
+    step = block_rows(x)
     p = torch.zeros(order, x.shape[1], dtype=torch.float64, device=x.device)
-    for start in range(0, n_rows, step):
+    for start in row_blocks(x):
         d = x[start : start + step] - shift
         if finite is not None:
             d = torch.where(finite[start : start + step], d, 0)

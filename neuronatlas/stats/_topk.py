@@ -11,6 +11,7 @@ from torch import Tensor
 from neuronatlas.errors import AccumulatorError
 from neuronatlas.stats._base import SiteBatch
 from neuronatlas.stats._common import (
+    block_rows,
     check_batch,
     check_int,
     check_n_units,
@@ -20,6 +21,7 @@ from neuronatlas.stats._common import (
     cpu,
     header,
     resolve_device,
+    row_blocks,
 )
 
 __all__ = ["TopK", "rank_order"]
@@ -143,10 +145,9 @@ class TopK:
         """Merge the values that reach each unit's k-th best (ties included) into its top k."""
         x = batch.flat
         thr = torch.where(units_mask, self.value_[:, -1], float("inf")).to(x.dtype)
-        # row blocks keep the comparison in cache on CPU (several times faster than one pass)
-        step = 256 if x.device.type == "cpu" else max(x.shape[0], 1)
+        step = block_rows(x)  # cache-sized row blocks (several times faster than one pass)
         rows, units = [], []
-        for start in range(0, x.shape[0], step):
+        for start in row_blocks(x):
             hit = x[start : start + step] >= thr
             if batch.has_nonfinite:
                 hit &= torch.isfinite(x[start : start + step])
