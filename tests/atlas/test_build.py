@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
-from helpers import tiny_sequential
+from helpers import tiny_bert, tiny_sequential
 from torch import nn
 
 from neuronatlas import build_atlas, open_atlas
@@ -35,18 +35,8 @@ def tokenizer():
 
 
 def bert_with_real_vocab(seed: int = 0):
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(seed)
-    cfg = BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=48,
-        max_position_embeddings=128,
-    )
-    return BertModel(cfg).eval()
+    """A tiny random BERT over MiniLM's real vocabulary, so the real tokenizer feeds it."""
+    return tiny_bert(seed, vocab_size=30522, intermediate_size=48, max_position_embeddings=128)
 
 
 def reference_mlp(model, tokenizer, docs):
