@@ -41,8 +41,7 @@ def info(
             f"built   in {t.get('total_s', 0):.1f} s ({t.get('tokens_per_s', 0):,.0f} tokens/s)"
         )
 
-    dead = "label_dead" if "label_dead" in atlas.units.columns else "(frac_active = 0)"
-    per_layer = _per_layer(atlas, dead)
+    per_layer = _per_layer(atlas)
     table = Table(title="units per site", title_justify="left")
     for col in ("site", "layer", "units", "mean active", "dead", "max |act|", "non-finite"):
         table.add_column(col, justify="left" if col == "site" else "right")
@@ -91,8 +90,9 @@ def _snippet(context: str, before: int = 40, after: int = 25) -> str:
     return f"{'…' if i > before else ''}{line(head)}[bold reverse]⟦{line(context[i + 1 : j])}⟧[/]{line(tail)}…"
 
 
-def _per_layer(atlas, dead: str):
-    cond = "label_dead" if dead == "label_dead" else "frac_active = 0"
+def _per_layer(atlas):
+    # the taxonomy's dead label when the atlas has it, else never active above 0
+    cond = "label_dead" if "label_dead" in atlas.units.columns else "frac_active = 0"
     return (
         atlas.query(
             "select site, any_value(layer) as layer, count(*) as units, avg(frac_active) as act, "
