@@ -141,6 +141,7 @@ def build_atlas(
     """
     from neuronatlas.data import load_corpus, load_tensors, tensor_batches, text_batches
     from neuronatlas.models import LoadedModel, load_model
+    from neuronatlas.models._load import as_dtype
 
     started = time.perf_counter()
     out = Path(out)
@@ -166,7 +167,7 @@ def build_atlas(
         )
     net, tok = loaded.model, tokenizer if tokenizer is not None else loaded.tokenizer
     if device is not None or dtype is not None:
-        net = net.to(device=device, dtype=_torch_dtype(dtype))
+        net = net.to(device=device, dtype=as_dtype(dtype))
     net.eval()
     dev = _device_of(net)
     resolved = resolve_sites(net, sites)
@@ -586,22 +587,6 @@ def _check_args(**kwargs: int | None) -> None:
             raise NeuronAtlasError(
                 f"The {name!r} parameter of build_atlas must be an int >= {low}. Got {value!r}."
             )
-
-
-def _torch_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    names = {
-        "float32": torch.float32,
-        "fp32": torch.float32,
-        "float16": torch.float16,
-        "fp16": torch.float16,
-        "bfloat16": torch.bfloat16,
-        "bf16": torch.bfloat16,
-    }
-    if dtype not in names:
-        raise NeuronAtlasError(f"dtype must be one of {sorted(names)}; got {dtype!r}.")
-    return names[dtype]
 
 
 def _device_of(model: nn.Module) -> torch.device:

@@ -113,7 +113,7 @@ def load_model(
         >>> lm.info.class_name, lm.info.n_params, lm.model.training
         ('BertModel', 22713216, False)
     """
-    torch_dtype = _as_dtype(dtype)
+    torch_dtype = as_dtype(dtype)
     cast = torch_dtype  # folders get the dtype at load time, objects are cast after
     if isinstance(spec, nn.Module):
         model, tokenizer, info = _from_module(spec, type(spec).__name__, type(spec).__name__)
@@ -145,7 +145,8 @@ def load_model(
     return LoadedModel(model, tokenizer, info)
 
 
-def _as_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+def as_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """A torch dtype from a dtype or its name (``"bfloat16"``); None stays None."""
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
     value = getattr(torch, str(dtype).removeprefix("torch."), None)
