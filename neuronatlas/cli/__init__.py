@@ -1,7 +1,8 @@
 """The ``neuronatlas`` command.
 
-Each verb lives in its own module (``_map.py``, ``_read.py``, ``_view.py``, …) and registers
-itself on :data:`app` through :func:`neuronatlas.cli._app.command`; this file only wires them.
+Each verb (or group of verbs) lives in its own module of this package (``_map.py``,
+``_read.py``, ``_view.py``, …) and registers itself on :data:`app` through
+:func:`neuronatlas.cli._app.command`; every ``_*.py`` module here but ``_app`` is loaded.
 """
 
 from __future__ import annotations
@@ -10,7 +11,13 @@ import sys
 
 __all__ = ["main"]
 
-_VERB_MODULES = ("_map", "_read", "_view")
+
+def _verb_modules() -> list[str]:
+    import pkgutil
+
+    names = [m.name for m in pkgutil.iter_modules(__path__) if m.name.startswith("_")]
+    first = ["_map", "_read", "_view"]  # the core verbs lead the help listing
+    return [n for n in first if n in names] + sorted(set(names) - {"_app", *first})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,5 +31,5 @@ def main(argv: list[str] | None = None) -> None:
             file=sys.stderr,
         )
         raise SystemExit(2) from exc
-    load_verbs(_VERB_MODULES)
+    load_verbs(_verb_modules())
     app(args=argv, prog_name="neuronatlas")

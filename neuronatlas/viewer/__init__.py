@@ -49,3 +49,22 @@ from neuronatlas.viewer._render import Links as Links
 from neuronatlas.viewer._synthetic import write_synthetic_atlas as write_synthetic_atlas
 
 _register_builtins(registry)
+
+# Analyses register their pages and panels in ``neuronatlas.<analysis>._pages``; a page shows
+# only for atlases holding that analysis's results (``Page.available``).
+_ANALYSIS_PAGES = ("sae", "concepts", "heads", "steer", "compare", "brain")
+
+
+def _register_analyses() -> None:
+    import importlib
+    import importlib.util
+
+    for name in _ANALYSIS_PAGES:
+        module = f"neuronatlas.{name}._pages"
+        if importlib.util.find_spec(f"neuronatlas.{name}") is None:
+            continue
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module)
+
+
+_register_analyses()

@@ -170,7 +170,7 @@ def create_app(
     registry = _registry(registry)
     view = open_atlas_for(atlas, registry)
     env = make_environment(registry)
-    nav = registry.nav()
+    nav = registry.nav(view)
     error_page = Page("/__error__", "Error", lambda ctx: {}, "error.html", nav=False)
 
     def render(page: Page, links: Links, data: dict[str, Any], status: int = 200) -> Any:
@@ -231,7 +231,7 @@ def create_app(
             exc.detail
             if exc.status_code != 404
             else f"No page at {request.url.path!r}. Pages: "
-            + ", ".join(p.path for p in registry.pages)
+            + ", ".join(p.path for p in registry.pages if p.is_available(view))
         )
         return error_response(request, exc.status_code, str(message))
 
@@ -285,6 +285,8 @@ def create_app(
     app.router.routes.append(Route("/api/sites", api_sites, methods=["GET"]))
     app.router.routes.append(Route("/api/units", api_units, methods=["GET"]))
     for page in registry.pages:
+        if not page.is_available(view):
+            continue
         path = (
             "/".join("{site:path}" if seg == "{site}" else seg for seg in page.path.split("/"))
             or "/"

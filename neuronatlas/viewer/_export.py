@@ -128,12 +128,12 @@ def export_html(
     _prepare(out, overwrite)
     shutil.copytree(STATIC, out / "static", ignore=shutil.ignore_patterns("*.py", "__pycache__"))
     env = make_environment(registry)
-    nav = registry.nav()
+    nav = registry.nav(view)
     exported = [s.name for s in chosen]
     n_pages = 0
     jobs: list[tuple[Any, list[dict[str, Any]]]] = []
     for page in registry.pages:
-        if page.export is False or page.template is None:
+        if page.export is False or page.template is None or not page.is_available(view):
             continue
         if page.params:
             if not callable(page.export):

@@ -135,6 +135,9 @@ class Page:
             ``export(atlas, sites) -> iterable of parameter dicts`` (grouped by site).
         assets: ``assets(atlas, out_dir, sites)`` writes extra files of the static export (data).
         templates: a folder of the page's templates, searched after the built-in ones.
+        available: ``available(atlas) -> bool``; a page whose data the atlas lacks (an analysis
+            that was never run on it) is left out of the navigation bar, the routes and the
+            export. ``None``: always available.
     """
 
     path: str
@@ -146,6 +149,10 @@ class Page:
     export: bool | Callable[[ViewerAtlas, Sequence[SiteInfo]], Iterable[Mapping[str, Any]]] = True
     assets: Callable[[ViewerAtlas, Path, Sequence[SiteInfo]], None] | None = None
     templates: str | Path | None = None
+    available: Callable[[ViewerAtlas], bool] | None = None
+
+    def is_available(self, atlas: ViewerAtlas) -> bool:
+        return self.available is None or bool(self.available(atlas))
 
     @property
     def params(self) -> list[str]:
@@ -318,12 +325,13 @@ class ViewerRegistry:
         export: bool | Callable[..., Iterable[Mapping[str, Any]]] = True,
         assets: Callable[..., None] | None = None,
         templates: str | Path | None = None,
+        available: Callable[[ViewerAtlas], bool] | None = None,
     ) -> Callable[[Callable[[PageContext], Any]], Callable[[PageContext], Any]]:
         """Decorator: register ``handler`` as the page at ``path`` (see :class:`Page`)."""
 
         def decorate(handler: Callable[[PageContext], Any]) -> Callable[[PageContext], Any]:
             self.add_page(Page(path, title, handler, template, nav and "{" not in path, order,
-                               export, assets, templates))  # fmt: skip
+                               export, assets, templates, available))  # fmt: skip
             return handler
 
         return decorate
@@ -387,8 +395,10 @@ class ViewerRegistry:
         dirs += [Path(p.templates) for p in self.panels if p.templates]
         return list(dict.fromkeys(dirs))
 
-    def nav(self) -> list[Page]:
-        return sorted((p for p in self.pages if p.nav), key=lambda p: p.order)
+    def nav(self, atlas: ViewerAtlas | None = None) -> list[Page]:
+        """Pages of the navigation bar, in order; with ``atlas``, only those it has data for."""
+        pages = (p for p in self.pages if p.nav and (atlas is None or p.is_available(atlas)))
+        return sorted(pages, key=lambda p: p.order)
 
     def ordered_panels(self) -> list[UnitPanel]:
         return sorted(self.panels, key=lambda p: p.order)

@@ -11,10 +11,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from neuronatlas.cli import _VERB_MODULES
+from neuronatlas.cli import _verb_modules
 from neuronatlas.cli._app import app, load_verbs
 
-load_verbs(_VERB_MODULES)
+load_verbs(_verb_modules())
 runner = CliRunner()
 
 
