@@ -162,3 +162,36 @@ def test_unit_table_with_repeated_keys_is_refused(extended):
     pq.write_table(pa.concat_tables([table, table.slice(0, 3)]), atlas / "sae_units.parquet")
     with pytest.raises(ViewerError, match="repeated"):
         ViewerAtlas(atlas, columns=list(reg.columns), unit_tables=list(reg.tables))
+
+
+def test_pages_show_only_for_atlases_that_hold_their_data(extended, tmp_path):
+    atlas, reg = extended
+    (tmp_path / "templates" / "probes.html").write_text(
+        '{% extends "base.html" %}{% block content %}<h1 id="probes">Probes</h1>{% endblock %}'
+    )
+
+    def has_probes(view) -> bool:
+        return (view.path / "probes.parquet").exists()
+
+    reg.page(
+        "/probes",
+        title="Probes",
+        template="probes.html",
+        templates=tmp_path / "templates",
+        available=has_probes,
+    )(lambda ctx: {})
+    with TestClient(create_app(atlas, registry=reg), base_url="http://127.0.0.1") as c:
+        assert '<a href="/probes">' not in c.get("/").text
+        missing = c.get("/probes")
+        assert missing.status_code == 404 and "/heads" in missing.text
+    out = tmp_path / "without"
+    export_html(atlas, out, registry=reg, sites=[SITE0])
+    assert not (out / "probes.html").exists()
+
+    (atlas / "probes.parquet").write_bytes(b"")
+    with TestClient(create_app(atlas, registry=reg), base_url="http://127.0.0.1") as c:
+        assert '<a href="/probes">Probes</a>' in c.get("/").text
+        assert 'id="probes"' in c.get("/probes").text
+    out = tmp_path / "with"
+    export_html(atlas, out, registry=reg, sites=[SITE0])
+    assert (out / "probes.html").exists()
