@@ -25,8 +25,11 @@ console = Console(width=None if sys.stdout.isatty() else 120)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 
-def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a verb on :data:`app`; a :class:`NeuronAtlasError` becomes a one-line message.
+def command(
+    *args: Any, on: typer.Typer | None = None, **kwargs: Any
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a verb on :data:`app` (or on the verb group ``on``, see :func:`group`); a
+    :class:`NeuronAtlasError` becomes a one-line message.
 
     Users see what went wrong and what to do, not a traceback from deep inside.
     """
@@ -40,9 +43,23 @@ def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callabl
                 err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
                 raise typer.Exit(code=2) from None
 
-        return app.command(*args, **kwargs)(wrapper)
+        return (on or app).command(*args, **kwargs)(wrapper)
 
     return decorate
+
+
+def group(name: str, help: str) -> typer.Typer:
+    """A verb group (``neuronatlas NAME VERB ...``) on :data:`app`; register its verbs with
+    ``@command("verb", on=the_group)``."""
+    sub = typer.Typer(
+        name=name,
+        help=help,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    app.add_typer(sub, name=name)
+    return sub
 
 
 def load_verbs(modules: Iterable[str]) -> None:
