@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from types import ModuleType
+from typing import Any
 
 from neuronatlas.errors import MissingExtraError
 
@@ -43,3 +45,38 @@ def require(module: str) -> ModuleType:
             f"This feature needs the optional dependency {top!r}, which is not installed "
             f"({exc}). Install it with: {hint}"
         ) from exc
+
+
+def lazy_exports(
+    package: str, exports: dict[str, str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``__getattr__`` and ``__dir__`` for a package whose public names load on first use.
+
+    A package that imports torch or scikit-learn at its top would make every import of one of
+    its submodules (a viewer page, say) pay for them; with this, ``from neuronatlas.x import
+    thing`` imports only the module that defines ``thing``, when it is asked for.
+
+    Args:
+        package: the package's ``__name__``.
+        exports: ``{public name: submodule that defines it}``, relative (``"._train"``) or
+            absolute.
+
+    Examples:
+        >>> getattr_, dir_ = lazy_exports("neuronatlas", {"require": "neuronatlas._lazy"})
+        >>> getattr_("require").__name__, dir_()
+        ('require', ['require'])
+    """
+    module = importlib.import_module(package)
+
+    def __getattr__(name: str) -> Any:
+        source = exports.get(name)
+        if source is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(source, package), name)
+        setattr(module, name, value)
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(exports)
+
+    return __getattr__, __dir__
