@@ -36,12 +36,8 @@ def test_registry_refuses_duplicates_and_lists_keys():
 
 def test_builtins_are_registered_through_the_api():
     assert registry.pages.keys()[:3] == ["/", "/units", "/unit/{site}/{unit}"]
-    assert [p.name for p in registry.ordered_panels()][:4] == [
-        "stats",
-        "distribution",
-        "exemplars",
-        "labels",
-    ]
+    builtin = ["stats", "distribution", "exemplars", "labels"]
+    assert [p.name for p in registry.ordered_panels() if p.name in builtin] == builtin
     assert "abs_max" in registry.columns
     with pytest.raises(RegistryError, match="already registered"):
         registry.page("/units", title="Again")(lambda ctx: {})
@@ -72,18 +68,18 @@ def extended(atlas_path: Path, tmp_path: Path):
 
     templates = tmp_path / "templates"
     templates.mkdir()
-    (templates / "heads.html").write_text(
-        '{% extends "base.html" %}{% block content %}<h1>Heads</h1><p id="n">{{ n }} sites</p>'
+    (templates / "example.html").write_text(
+        '{% extends "base.html" %}{% block content %}<h1>Example</h1><p id="n">{{ n }} sites</p>'
         '<p id="echo">{{ echo }}</p>{% endblock %}'
     )
-    (templates / "sae_panel.html").write_text(
-        '<p class="sae">feature {{ p.feature }} of {{ ctx.unit }}</p>'
+    (templates / "example_panel.html").write_text(
+        '<p class="example">feature {{ p.feature }} of {{ ctx.unit }}</p>'
     )
 
     reg = registry.copy()
 
-    @reg.page("/heads", title="Heads", template="heads.html", order=50, templates=templates)
-    def heads(ctx):
+    @reg.page("/example", title="Example", template="example.html", order=50, templates=templates)
+    def example(ctx):
         ctx.only("echo")
         return {"n": len(ctx.atlas.sites), "echo": " ".join(v for k, v in ctx.query if k == "echo")}
 
@@ -92,9 +88,13 @@ def extended(atlas_path: Path, tmp_path: Path):
         return PlainTextResponse(f"site {ctx.params['site']}")
 
     @reg.unit_panel(
-        "sae", title="SAE features", template="sae_panel.html", order=25, templates=templates
+        "example",
+        title="Example panel",
+        template="example_panel.html",
+        order=25,
+        templates=templates,
     )
-    def sae(ctx):
+    def example_panel(ctx):
         return None if ctx.unit % 2 else {"feature": ctx.unit * 10}
 
     reg.column("double_max", sql='2 * "max"', requires=("max",), title="2 max", default=True)
@@ -108,22 +108,22 @@ def test_extensions_in_the_server(extended):
     atlas, reg = extended
     with TestClient(create_app(atlas, registry=reg), base_url="http://127.0.0.1") as c:
         home = c.get("/").text
-        assert '<a href="/heads">Heads</a>' in home  # in the navigation bar
-        heads = c.get("/heads", params={"echo": "<b>hi</b>"})
-        assert heads.status_code == 200 and '<p id="n">6 sites</p>' in heads.text
-        assert "&lt;b&gt;hi&lt;/b&gt;" in heads.text  # autoescaped in extension templates too
-        assert c.get("/heads", params={"other": "1"}).status_code == 400
+        assert '<a href="/example">Example</a>' in home  # in the navigation bar
+        page = c.get("/example", params={"echo": "<b>hi</b>"})
+        assert page.status_code == 200 and '<p id="n">6 sites</p>' in page.text
+        assert "&lt;b&gt;hi&lt;/b&gt;" in page.text  # autoescaped in extension templates too
+        assert c.get("/example", params={"other": "1"}).status_code == 400
         assert c.get(f"/raw/{quote(SITE0, safe='')}").text == f"site {SITE0}"
         assert c.get("/raw/nope").status_code == 404  # {site} is validated for every page
         even = c.get(f"/unit/{quote(SITE0, safe='')}/4").text
-        assert '<p class="sae">feature 40 of 4</p>' in even
+        assert '<p class="example">feature 40 of 4</p>' in even
         assert (
             even.index('id="panel-distribution"')
-            < even.index('id="panel-sae"')
+            < even.index('id="panel-example"')
             < even.index('id="panel-exemplars"')
         )
         odd = c.get(f"/unit/{quote(SITE0, safe='')}/3").text
-        assert 'id="panel-sae"' not in odd  # the handler returned None
+        assert 'id="panel-example"' not in odd  # the handler returned None
         head, _rows = table_rows(
             c.get("/units", params={"sort": "sae_score", "order": "desc"}).text
         )
@@ -147,11 +147,11 @@ def test_extensions_in_the_static_export(extended, tmp_path):
     atlas, reg = extended
     out = tmp_path / "site"
     export_html(atlas, out, registry=reg, sites=[SITE0])
-    assert (out / "heads.html").exists()
+    assert (out / "example.html").exists()
     assert not (out / "raw").exists()
     unit4 = next((out / "unit").glob("0-*")) / "4.html"
-    assert '<p class="sae">feature 40 of 4</p>' in unit4.read_text()
-    assert 'href="heads.html"' in (out / "index.html").read_text()
+    assert '<p class="example">feature 40 of 4</p>' in unit4.read_text()
+    assert 'href="example.html"' in (out / "index.html").read_text()
 
 
 def test_unit_table_with_repeated_keys_is_refused(extended):
@@ -166,7 +166,7 @@ def test_unit_table_with_repeated_keys_is_refused(extended):
 
 def test_pages_show_only_for_atlases_that_hold_their_data(extended, tmp_path):
     atlas, reg = extended
-    (tmp_path / "templates" / "probes.html").write_text(
+    (tmp_path / "templates" / "optional.html").write_text(
         '{% extends "base.html" %}{% block content %}<h1 id="probes">Probes</h1>{% endblock %}'
     )
 
@@ -174,24 +174,24 @@ def test_pages_show_only_for_atlases_that_hold_their_data(extended, tmp_path):
         return (view.path / "probes.parquet").exists()
 
     reg.page(
-        "/probes",
-        title="Probes",
-        template="probes.html",
+        "/optional",
+        title="Optional",
+        template="optional.html",
         templates=tmp_path / "templates",
         available=has_probes,
     )(lambda ctx: {})
     with TestClient(create_app(atlas, registry=reg), base_url="http://127.0.0.1") as c:
-        assert '<a href="/probes">' not in c.get("/").text
-        missing = c.get("/probes")
-        assert missing.status_code == 404 and "/heads" in missing.text
+        assert '<a href="/optional">' not in c.get("/").text
+        missing = c.get("/optional")
+        assert missing.status_code == 404 and "/example" in missing.text
     out = tmp_path / "without"
     export_html(atlas, out, registry=reg, sites=[SITE0])
-    assert not (out / "probes.html").exists()
+    assert not (out / "optional.html").exists()
 
     (atlas / "probes.parquet").write_bytes(b"")
     with TestClient(create_app(atlas, registry=reg), base_url="http://127.0.0.1") as c:
-        assert '<a href="/probes">Probes</a>' in c.get("/").text
-        assert 'id="probes"' in c.get("/probes").text
+        assert '<a href="/optional">Optional</a>' in c.get("/").text
+        assert 'id="probes"' in c.get("/optional").text
     out = tmp_path / "with"
     export_html(atlas, out, registry=reg, sites=[SITE0])
-    assert (out / "probes.html").exists()
+    assert (out / "optional.html").exists()
