@@ -43,7 +43,7 @@ from neuronatlas.errors import SiteError, closest
 __all__ = ["PRESETS", "Hook", "Kind", "Site", "resolve_sites"]
 
 Hook = Literal["output", "input", "attn"]
-Kind = Literal["mlp", "resid", "attn", "module"]
+Kind = Literal["mlp", "resid", "attn", "module", "sae", "brain"]
 
 _HOOKS: tuple[str, ...] = ("output", "input", "attn")
 _HOOK_RANK = {"input": 0, "output": 1, "attn": 2}

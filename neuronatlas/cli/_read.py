@@ -21,6 +21,8 @@ def info(
     top: int = typer.Option(10, "--top", help="How many high-kurtosis units to show."),
 ) -> None:
     """Summarize an atlas: model, corpus, a per-layer table and its most kurtotic units."""
+    import pandas as pd
+
     from neuronatlas.atlas import open_atlas
 
     atlas = open_atlas(atlas_path)
@@ -48,7 +50,7 @@ def info(
     for r in per_layer.itertuples():
         table.add_row(
             escape(r.site),
-            "" if r.layer is None or r.layer != r.layer else str(int(r.layer)),
+            "" if pd.isna(r.layer) else str(int(r.layer)),
             f"{r.units:,}",
             f"{r.act:.3f}",
             f"{int(r.dead):,}",
