@@ -21,11 +21,13 @@ if TYPE_CHECKING:
     import duckdb
     import pandas as pd
 
+    from neuronatlas.store import ActivationStore
+
 __all__ = ["Atlas", "UnitCard", "open_atlas"]
 
 
-def open_atlas(path: str | Path) -> Atlas:
-    """Open the atlas directory at ``path``.
+def open_atlas(path: str | Path | Atlas) -> Atlas:
+    """Open the atlas directory at ``path`` (an :class:`Atlas` is returned as it is).
 
     Examples:
         >>> atlas = open_atlas("atlases/minilm-pydocs")  # doctest: +SKIP
@@ -36,7 +38,7 @@ def open_atlas(path: str | Path) -> Atlas:
         AtlasError: ``path`` is not an atlas, or its build has not finished.
         FormatVersionError: the atlas was written by another format version.
     """
-    return Atlas(path)
+    return path if isinstance(path, Atlas) else Atlas(path)
 
 
 class Atlas:
@@ -79,6 +81,36 @@ class Atlas:
             f"The atlas has no site {site!r}. Its sites are {self.sites}; "
             f"closest: {closest(site, self.sites)}."
         )
+
+    def store(self, site: str | None = None) -> ActivationStore:
+        """The raw activations kept with the atlas (``map --keep-activations``), for reading.
+
+        Args:
+            site: check that this site's activations are in the store.
+
+        Raises:
+            AtlasError: the atlas was built without ``keep_activations``, or ``site`` is a site
+                of the atlas that the store does not hold.
+            SiteError: ``site`` is not a site of the atlas.
+        """
+        from neuronatlas.store import ActivationStore
+
+        info = self.manifest.get("store")
+        if not info:
+            raise AtlasError(
+                f"The atlas at {str(self.path)!r} holds no raw activations, which this analysis "
+                "reads. Build it again with `neuronatlas map ... --keep-activations` (Python: "
+                "build_atlas(..., keep_activations=True))."
+            )
+        store = ActivationStore.open(self.path / info["path"])
+        if site is not None:
+            self.site_info(site)
+            if site not in store.sites:
+                raise AtlasError(
+                    f"Site {site!r} is in the atlas but not in its activation store, which holds "
+                    f"{list(store.sites)}. Map again with that site and --keep-activations."
+                )
+        return store
 
     def _check_unit(self, site: str, unit: int) -> None:
         n = self.site_info(site)["n_units"]

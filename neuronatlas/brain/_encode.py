@@ -108,11 +108,11 @@ def encode(
 
     from neuronatlas.atlas import Atlas, add_analysis, analysis_dir, open_atlas
     from neuronatlas.brain._atlas import align_stimuli, open_recording
-    from neuronatlas.compare import open_store, stimulus_features
+    from neuronatlas.compare import stimulus_features
 
     model = model_atlas if isinstance(model_atlas, Atlas) else open_atlas(model_atlas)
     rec = align_stimuli(open_recording(brain_atlas), model)
-    store_sites = list(open_store(model).sites)
+    store_sites = list(open_atlas(model).store().sites)
     specs = [sites] if isinstance(sites, str) else list(sites)
     chosen: list[str] = []
     for spec in specs:

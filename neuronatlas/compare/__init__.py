@@ -47,7 +47,6 @@ _EXPORTS = {
     "hsic": "._cka",
     "load_comparison": "._compare",
     "noise_ceiling": "._rsa",
-    "open_store": "._features",
     "orthogonal_procrustes": "._shape",
     "partial_whiten": "._shape",
     "permutation_test": "._stats",
@@ -80,7 +79,6 @@ if TYPE_CHECKING:
     from neuronatlas.compare._compare import compare_features as compare_features
     from neuronatlas.compare._compare import load_comparison as load_comparison
     from neuronatlas.compare._features import POOLS as POOLS
-    from neuronatlas.compare._features import open_store as open_store
     from neuronatlas.compare._features import stimulus_docs as stimulus_docs
     from neuronatlas.compare._features import stimulus_features as stimulus_features
     from neuronatlas.compare._measures import MEASURES as MEASURES
@@ -134,7 +132,6 @@ __all__ = [
     "hsic",
     "load_comparison",
     "noise_ceiling",
-    "open_store",
     "orthogonal_procrustes",
     "partial_whiten",
     "permutation_test",

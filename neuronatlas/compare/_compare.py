@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from neuronatlas.compare._features import _as_atlas, stimulus_docs, stimulus_features
+from neuronatlas.atlas import open_atlas
+from neuronatlas.compare._features import stimulus_docs, stimulus_features
 from neuronatlas.compare._measures import check_options, get_measure
 from neuronatlas.compare._stats import bootstrap_ci, permutation_test
 from neuronatlas.compare._validate import CompareError, as_matrix
@@ -86,7 +87,7 @@ def align_stimuli(
 
 def _doc_texts(atlas: Atlas | str | Path) -> dict[int, str]:
     """``{doc: md5 of its text}`` (the text the model read, from the atlas's tokens table)."""
-    a = _as_atlas(atlas)
+    a = open_atlas(atlas)
     rows = a.query(
         "select doc, md5(string_agg(coalesce(text, token, cast(token_id as varchar)), '\x1f' "
         "order by pos)) from tokens group by doc"
@@ -95,9 +96,8 @@ def _doc_texts(atlas: Atlas | str | Path) -> dict[int, str]:
 
 
 def _site_list(atlas: Atlas, sites: Sequence[str] | str | None) -> list[str]:
-    from neuronatlas.compare._features import open_store
 
-    stored = list(open_store(atlas).sites)
+    stored = list(open_atlas(atlas).store().sites)
     if sites is None:
         return stored
     wanted = [s.strip() for s in sites.split(",")] if isinstance(sites, str) else list(sites)
@@ -337,7 +337,7 @@ def compare_atlases(
     t0 = time.perf_counter()
     m = get_measure(measure)
     check_options(m, options)
-    atlas_a = _as_atlas(a)
+    atlas_a = open_atlas(a)
     names_a = _site_list(atlas_a, sites_a)
     atlas_b: Atlas | None = None
     cached: dict[str, torch.Tensor] = {}  # features of sites both sides share (same atlas)
@@ -361,7 +361,7 @@ def compare_atlases(
         feats_b, docs_a, info = _recording_features(b, sites_b, stimuli)
         label = label or Path(getattr(b, "path", b)).name
     else:
-        atlas_b = _as_atlas(b)
+        atlas_b = open_atlas(b)
         same = atlas_b.path.resolve() == atlas_a.path.resolve()
         if same:
             all_docs = stimulus_docs(atlas_a)["doc"].to_numpy(np.int64)
@@ -422,6 +422,6 @@ def load_comparison(atlas: Atlas | str | Path, name: str) -> tuple[pd.DataFrame,
 
     from neuronatlas.atlas import get_analysis
 
-    a = _as_atlas(atlas)
+    a = open_atlas(atlas)
     entry = get_analysis(a.path, KIND, name)
     return pd.read_parquet(a.path / entry["path"] / FILE), entry

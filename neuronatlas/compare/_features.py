@@ -14,48 +14,23 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
-from neuronatlas.errors import AtlasError, DataError, SiteError, closest
+from neuronatlas.atlas import open_atlas
+from neuronatlas.errors import DataError, SiteError, closest
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from neuronatlas.atlas import Atlas
-    from neuronatlas.store import ActivationStore
 
-__all__ = ["POOLS", "open_store", "stimulus_docs", "stimulus_features"]
+__all__ = ["POOLS", "stimulus_docs", "stimulus_features"]
 
 Pool = Literal["mean", "first", "last", "max"]
 POOLS = ("mean", "first", "last", "max")
 
 
-def _as_atlas(atlas: Atlas | str | Path) -> Atlas:
-    from neuronatlas.atlas import Atlas, open_atlas
-
-    return atlas if isinstance(atlas, Atlas) else open_atlas(atlas)
-
-
-def open_store(atlas: Atlas | str | Path) -> ActivationStore:
-    """The activation store of ``atlas``, opened for reading.
-
-    Raises:
-        AtlasError: the atlas was built without ``keep_activations``.
-    """
-    from neuronatlas.store import ActivationStore
-
-    a = _as_atlas(atlas)
-    info = a.manifest.get("store")
-    if not info:
-        raise AtlasError(
-            f"The atlas at {str(a.path)!r} has no activation store, which comparing "
-            "representations needs. Build it again with `neuronatlas map ... --keep-activations` "
-            "(Python: build_atlas(..., keep_activations=True))."
-        )
-    return ActivationStore.open(a.path / info["path"])
-
-
 def stimulus_docs(atlas: Atlas | str | Path) -> pd.DataFrame:
     """The atlas's docs (stimuli): ``doc, source, source_offset, n_tokens``, sorted by ``doc``."""
-    a = _as_atlas(atlas)
+    a = open_atlas(atlas)
     return a.query("select * from docs order by doc")
 
 
@@ -108,8 +83,8 @@ def stimulus_features(
     """
     if pool not in POOLS:
         raise DataError(f"pool must be one of {list(POOLS)}; got {pool!r}.")
-    a = _as_atlas(atlas)
-    store = open_store(a)
+    a = open_atlas(atlas)
+    store = a.store()
     if site not in store.sites:
         raise SiteError(
             f"The activation store of {str(a.path)!r} has no site {site!r}. Stored sites: "

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from neuronatlas.atlas import open_atlas
 from neuronatlas.compare._cka import MinibatchCKA
-from neuronatlas.compare._features import _as_atlas, open_store
 from neuronatlas.compare._validate import CompareError
 
 if TYPE_CHECKING:
@@ -54,9 +54,9 @@ def token_cka(
 
     if not isinstance(batch_size, int) or batch_size < 4:
         raise CompareError(f"batch_size must be an int ≥ 4; got {batch_size!r}.")
-    a = _as_atlas(atlas)
+    a = open_atlas(atlas)
     names = _site_list(a, sites)
-    store = open_store(a)
+    store = a.store()
     limit = store.n_rows if max_rows is None else min(int(max_rows), store.n_rows)
     mb = MinibatchCKA(len(names), len(names))
     pending: list[list[np.ndarray]] = [[] for _ in names]

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from neuronatlas.concepts._common import atlas_store, check_site, save_json, save_table, to_atlas
+from neuronatlas.atlas import open_atlas
+from neuronatlas.concepts._common import save_json, save_table
 from neuronatlas.concepts._nmf import TorchNMF
 
 if TYPE_CHECKING:
@@ -62,9 +63,9 @@ def concepts_atlas(
     """
     import pandas as pd
 
-    a = to_atlas(atlas)
-    store = atlas_store(a)
-    check_site(a, store, site)
+    a = open_atlas(atlas)
+    store = a.store()
+    a.store(site)
     nmf = TorchNMF(n_concepts, seed=seed, device=device)
     if progress is not None:
         progress("fit")

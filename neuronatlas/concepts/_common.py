@@ -13,49 +13,12 @@ from neuronatlas.errors import NeuronAtlasError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from neuronatlas.atlas import Atlas
-    from neuronatlas.store import ActivationStore
 
-__all__ = ["ConceptError", "atlas_store", "save_table", "to_atlas"]
+__all__ = ["ConceptError", "save_table"]
 
 
 class ConceptError(NeuronAtlasError, ValueError):
     """Bad arguments or data for a probe or a concept decomposition."""
-
-
-def to_atlas(atlas: str | Path | Atlas) -> Atlas:
-    """An :class:`~neuronatlas.atlas.Atlas` from an atlas or its path."""
-    from neuronatlas.atlas import Atlas, open_atlas
-
-    return atlas if isinstance(atlas, Atlas) else open_atlas(atlas)
-
-
-def atlas_store(atlas: Atlas) -> ActivationStore:
-    """The activation store kept inside ``atlas``, opened for reading.
-
-    Raises:
-        ConceptError: the atlas was built without ``keep_activations``.
-    """
-    from neuronatlas.store import ActivationStore
-
-    info = atlas.manifest.get("store")
-    if not info:
-        raise ConceptError(
-            f"The atlas at {str(atlas.path)!r} holds no raw activations, which probes and concept "
-            "decompositions read. Build it again with `neuronatlas map ... --keep-activations` "
-            "(Python: build_atlas(..., keep_activations=True))."
-        )
-    return ActivationStore.open(atlas.path / info["path"])
-
-
-def check_site(atlas: Atlas, store: ActivationStore, site: str) -> None:
-    """Raise a clear error when ``site`` is not a site of the atlas or not in its store."""
-    atlas.site_info(site)  # SiteError listing the sites
-    if site not in store.sites:
-        raise ConceptError(
-            f"Site {site!r} is in the atlas but not in its activation store, which holds "
-            f"{list(store.sites)}."
-        )
 
 
 def save_table(df: pd.DataFrame, path: Path) -> str:

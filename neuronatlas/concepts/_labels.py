@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from neuronatlas.concepts._common import ConceptError, to_atlas
+from neuronatlas.atlas import open_atlas
+from neuronatlas.concepts._common import ConceptError
 from neuronatlas.errors import closest
 
 if TYPE_CHECKING:
@@ -216,7 +217,7 @@ def token_labels(atlas: str | Path | Atlas, label: str) -> tuple[pd.DataFrame, T
     Raises:
         ConceptError: unknown label name (the message lists the known ones).
     """
-    a = to_atlas(atlas)
+    a = open_atlas(atlas)
     if label.startswith("sql:"):
         return sql_label(a, label[4:])
     spec = LABELS.get(label)
@@ -243,7 +244,7 @@ def sql_label(atlas: str | Path | Atlas, expression: str) -> tuple[pd.DataFrame,
     Examples:
         >>> table, spec = sql_label("my-atlas", "token in ('def', 'class')")  # doctest: +SKIP
     """
-    a = to_atlas(atlas)
+    a = open_atlas(atlas)
     try:
         table = a.query(
             f"select doc, pos, token_id, token, ({expression}) as label from tokens "

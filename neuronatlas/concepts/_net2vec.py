@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from neuronatlas.concepts._common import ConceptError, atlas_store, save_table, to_atlas
+from neuronatlas.atlas import open_atlas
+from neuronatlas.concepts._common import ConceptError, save_table
 from neuronatlas.concepts._data import labelled_rows, read_rows
 from neuronatlas.concepts._labels import token_labels
 from neuronatlas.concepts._linear import fit_logistic
@@ -174,8 +175,8 @@ def net2vec_atlas(
     """
     import pandas as pd
 
-    a = to_atlas(atlas)
-    store = atlas_store(a)
+    a = open_atlas(atlas)
+    store = a.store()
     names = resolve_sites(a, store, sites)
     labels, spec = token_labels(a, label)
     if spec.task != "classification":

@@ -31,12 +31,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from neuronatlas.atlas import open_atlas
 from neuronatlas.concepts._common import (
     ConceptError,
-    atlas_store,
-    check_site,
     save_table,
-    to_atlas,
 )
 from neuronatlas.concepts._data import labelled_rows, read_rows
 from neuronatlas.concepts._labels import token_labels
@@ -254,7 +252,7 @@ def resolve_sites(atlas: Atlas, store: Any, sites: str | Sequence[str] | None) -
         return [s for s in atlas.sites if s in store.sites]
     names = [s.strip() for s in sites.split(",")] if isinstance(sites, str) else list(sites)
     for s in names:
-        check_site(atlas, store, s)
+        atlas.store(s)
     return names
 
 
@@ -296,8 +294,8 @@ def probe_atlas(
     """
     import pandas as pd
 
-    a = to_atlas(atlas)
-    store = atlas_store(a)
+    a = open_atlas(atlas)
+    store = a.store()
     names = resolve_sites(a, store, sites)
     labels, spec = token_labels(a, label)
     sample = labelled_rows(

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from neuronatlas._lazy import require
-from neuronatlas.concepts._common import ConceptError, atlas_store, save_table, to_atlas
+from neuronatlas.atlas import open_atlas
+from neuronatlas.concepts._common import ConceptError, save_table
 from neuronatlas.concepts._data import labelled_rows, read_rows
 from neuronatlas.concepts._labels import token_labels
 from neuronatlas.concepts._linear import fit_logistic
@@ -273,8 +274,8 @@ def sparse_probe_atlas(
     """
     import pandas as pd
 
-    a = to_atlas(atlas)
-    store = atlas_store(a)
+    a = open_atlas(atlas)
+    store = a.store()
     names = resolve_sites(a, store, sites)
     labels, spec = token_labels(a, label)
     if spec.task != "classification":

@@ -44,3 +44,12 @@ def test_bad_names_missing_files_and_unknown_analyses_are_explained(atlas):
         get_analysis(atlas, "sae", "l4")
     with pytest.raises(AtlasError, match="is not an atlas"):
         analysis_dir(atlas / "analyses", "sae", "x")
+
+
+def test_the_store_of_an_atlas_without_one_is_explained(atlas):
+    from neuronatlas.atlas import open_atlas
+
+    opened = open_atlas(atlas)
+    assert open_atlas(opened) is opened
+    with pytest.raises(AtlasError, match="--keep-activations"):
+        opened.store()

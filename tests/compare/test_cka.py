@@ -146,9 +146,9 @@ def test_errors():
 
 def test_token_cka_streams_the_store(tiny_atlas):
     """Minibatch CKA over tokens equals the definition computed from the whole store."""
-    from neuronatlas.compare import open_store, token_cka
+    from neuronatlas.compare import token_cka
 
-    store = open_store(tiny_atlas)
+    store = tiny_atlas.store()
     sites = ["encoder.layer.0", "encoder.layer.1.output.dense:input"]
     full = {s: torch.from_numpy(store.read(s)).double() for s in sites}
     n = store.n_rows
@@ -171,12 +171,12 @@ def test_token_cka_across_many_store_chunks(tiny_atlas, tmp_path):
     """Minibatches spanning chunk boundaries (chunks of 7 rows, batches of 16)."""
     import shutil
 
-    from neuronatlas.compare import open_store, token_cka
+    from neuronatlas.compare import token_cka
     from neuronatlas.store import ActivationStore
 
     copy = tmp_path / "a"
     shutil.copytree(tiny_atlas.path, copy)
-    src = open_store(tiny_atlas)
+    src = tiny_atlas.store()
     idx = src.index().to_pandas()
     dst = ActivationStore.create(copy / "store", src.sites, chunk_rows=7, overwrite=True)
     dst.append({s: src.read(s) for s in src.sites}, doc=idx["doc"], pos=idx["pos"])

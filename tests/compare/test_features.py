@@ -9,7 +9,7 @@ import pytest
 import torch
 from compare.conftest import DOCS, bert_with_real_vocab
 
-from neuronatlas.compare import open_store, stimulus_docs, stimulus_features
+from neuronatlas.compare import stimulus_docs, stimulus_features
 from neuronatlas.errors import DataError, SiteError
 
 POOLS = {
@@ -57,7 +57,7 @@ def test_rows_in_any_order_across_many_chunks(tiny_atlas, tmp_path):
 
     copy = tmp_path / "a"
     shutil.copytree(tiny_atlas.path, copy)
-    src = open_store(tiny_atlas)
+    src = tiny_atlas.store()
     idx = src.index().to_pandas()
     perm = np.random.default_rng(0).permutation(len(idx))
     sites = src.sites
