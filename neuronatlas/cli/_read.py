@@ -80,6 +80,15 @@ def info(
         kt.add_row(escape(r.site), str(r.unit), f"{r.kurtosis:.1f}", f"{r.max:.3g}", ctx)
     console.print(kt)
 
+    analyses = list((m.get("analyses") or {}).values())
+    if analyses:
+        at = Table(title="analyses", title_justify="left")
+        for col in ("analysis", "created", "path"):
+            at.add_column(col)
+        for a in analyses:
+            at.add_row(escape(a["key"]), str(a.get("created", "")), escape(a["path"]))
+        console.print(at)
+
 
 def _snippet(context: str, before: int = 40, after: int = 25) -> str:
     """One line around the exemplar token (marked ⟦…⟧ by Atlas.exemplars), highlighted."""

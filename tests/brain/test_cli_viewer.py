@@ -54,6 +54,7 @@ def test_info_summarizes_a_brain_atlas(brain_dir):
     res = run("info", brain_dir)
     assert res.exit_code == 0, res.output
     assert "units per site" in res.output and "V1" in res.output
+    assert "analyses" in res.output and "encoding/cli" in res.output  # what ran on it
 
 
 def test_cli_errors_are_one_line(model_atlas, brain_dir, tmp_path):
