@@ -41,3 +41,16 @@ def test_public_names_resolve_lazily():
         assert "no_such_name" in str(exc)
     else:
         raise AssertionError("unknown attribute did not raise")
+
+
+def test_the_viewer_with_every_analysis_page_needs_no_torch():
+    # analysis packages register their pages at viewer start; their public names load lazily
+    code = (
+        "import sys, json; import neuronatlas.viewer as v; "
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'sklearn': 'sklearn' in sys.modules, "
+        "'pages': [p.path for p in v.registry.pages]}))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    got = json.loads(proc.stdout)
+    assert got["torch"] is False and got["sklearn"] is False
+    assert {"/heads/scores", "/probes", "/steer", "/compare", "/encoding"} <= set(got["pages"])

@@ -9,6 +9,8 @@ from neuronatlas.atlas._atlas import UnitCard as UnitCard
 from neuronatlas.atlas._atlas import open_atlas as open_atlas
 from neuronatlas.atlas._build import Progress as Progress
 from neuronatlas.atlas._build import build_atlas as build_atlas
+from neuronatlas.atlas._derived import append_site_units as append_site_units
+from neuronatlas.atlas._derived import remove_site_units as remove_site_units
 
 __all__ = [
     "Atlas",
@@ -16,8 +18,10 @@ __all__ = [
     "UnitCard",
     "add_analysis",
     "analysis_dir",
+    "append_site_units",
     "build_atlas",
     "get_analysis",
     "list_analyses",
     "open_atlas",
+    "remove_site_units",
 ]

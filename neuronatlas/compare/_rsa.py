@@ -100,24 +100,33 @@ def squareform(v: Any) -> torch.Tensor:
 def _gram_to_condensed(z: torch.Tensor, diag: torch.Tensor | None, scale: float) -> torch.Tensor:
     """``scale·(d_i + d_j - 2 z_i·z_j)`` (or ``1 - z_i·z_j`` when ``diag`` is None) over i < j.
 
-    Row blocks are multiplied only with the columns on or right of the diagonal (half the
-    flops of the full product), and each row's upper part is copied into its place in the
-    condensed vector.
+    Row blocks are multiplied only with the columns on or right of the diagonal (about half the
+    flops of the full product; the block product is the only ``n``-wide temporary), and each
+    row's upper part goes straight into its place in the condensed vector — on CPU with one
+    numpy call per row that also applies ``1 - ·`` (no extra pass over the block).
     """
     n = z.shape[0]
     out = torch.empty(n * (n - 1) // 2, dtype=torch.float64, device=z.device)
     rows = max(1, min(_ROW_BLOCK, _BLOCK_ENTRIES // max(n, 1)))
+    cpu = z.device.type == "cpu"
+    o = out.numpy() if cpu else None
     off = 0
     for i0 in range(0, n - 1, rows):
         i1 = min(i0 + rows, n - 1)
         block = z[i0:i1] @ z[i0:].T  # (i1 - i0, n - i0)
-        if diag is None:
-            block.neg_().add_(1.0)
-        else:
+        if diag is not None:
             block.mul_(-2).add_(diag[i0:i1, None]).add_(diag[None, i0:]).mul_(scale)
+        elif not cpu:
+            block.neg_().add_(1.0)
+        b = block.numpy() if cpu else block
         for r in range(i1 - i0):
             length = n - i0 - r - 1
-            out[off : off + length] = block[r, r + 1 :]
+            if cpu and diag is None:
+                np.subtract(1.0, b[r, r + 1 :], out=o[off : off + length])
+            elif cpu:
+                o[off : off + length] = b[r, r + 1 :]
+            else:
+                out[off : off + length] = b[r, r + 1 :]
             off += length
     return out
 
@@ -156,7 +165,8 @@ def rdm(x: Any, metric: Metric = "correlation") -> torch.Tensor:
             f"across units; the {metric} distance to them is undefined. Drop those stimuli or "
             "use metric='euclidean'."
         )
-    return _gram_to_condensed(z / norms[:, None], None, 1.0)
+    z = z / norms[:, None] if z is x else z.div_(norms[:, None])  # in place on our own copy
+    return _gram_to_condensed(z, None, 1.0)
 
 
 def rdm_crossnobis(x: Any, noise: Any = None, *, remove_mean: bool = False) -> torch.Tensor:
@@ -212,8 +222,8 @@ def rdm_crossnobis(x: Any, noise: Any = None, *, remove_mean: bool = False) -> t
 def rank(v: torch.Tensor) -> torch.Tensor:
     """Average ranks (1-based; ties share their mean rank) of a 1-D tensor, as float64.
 
-    Equals ``scipy.stats.rankdata(v, method="average")``. Sorted with numpy on CPU (faster than
-    torch's sort there), with torch elsewhere.
+    Equals ``scipy.stats.rankdata(v, method="average")``. On CPU with :func:`_rank_numpy` (a
+    plain sort of packed integer keys instead of an argsort), with torch elsewhere.
     """
     if v.device.type != "cpu":
         order = torch.argsort(v)
@@ -226,22 +236,130 @@ def rank(v: torch.Tensor) -> torch.Tensor:
         out = torch.empty(v.numel(), dtype=torch.float64, device=v.device)
         out[order] = ((starts + ends + 1).to(torch.float64) / 2)[group]
         return out
-    a = np.ascontiguousarray(v.numpy())
+    return torch.from_numpy(_rank_numpy(np.ascontiguousarray(v.numpy(), dtype=np.float64)))
+
+
+# index fields wider than this (over 2**40 entries) would leave too few value bits: argsort
+_MAX_INDEX_BITS = 40
+_LOW63 = np.int64(0x7FFF_FFFF_FFFF_FFFF)
+_INF_BITS = 0x7FF0_0000_0000_0000
+_CHUNK = 1 << 17  # entries per chunk of the pass over adjacent sorted keys (1 MiB of int64)
+
+
+def _rank_argsort(a: np.ndarray) -> np.ndarray:
+    """Average ranks by ``np.argsort`` (the reference path: NaN, or more than 2**40 entries)."""
     m = a.size
-    order = np.argsort(a)
+    order = np.argsort(a, kind="stable")
     sv = a[order]
     new = np.empty(m, dtype=bool)
     new[:1] = True
     np.not_equal(sv[1:], sv[:-1], out=new[1:])
-    del sv  # keep the peak memory at three vectors per call
+    del sv
     out = np.empty(m, dtype=np.float64)
-    if new.all():  # no ties: ranks are positions
+    if new.all():
         out[order] = np.arange(1, m + 1, dtype=np.float64)
     else:
         starts = np.flatnonzero(new)
         ends = np.r_[starts[1:], m]
         out[order] = ((starts + ends + 1) / 2.0)[np.cumsum(new) - 1]
-    return torch.from_numpy(out)
+    return out
+
+
+def _monotone_bits(a: np.ndarray) -> tuple[np.ndarray, int, int, bool] | None:
+    """int64 keys ordered as the values of float64 ``a``, their min and max, whether a copy.
+
+    Non-negative floats (no sign bit set) are ordered as their bit patterns: ``a`` viewed as
+    int64, no copy. Otherwise the usual IEEE transform: negative values get their low 63 bits
+    flipped (after ``+ 0.0``, which turns -0.0 into +0.0). None when ``a`` holds NaN.
+    """
+    bits = a.view(np.int64)
+    lo, hi = int(bits.min()), int(bits.max())
+    if lo >= 0:
+        return None if hi > _INF_BITS else (bits, lo, hi, False)
+    if np.isnan(a).any():
+        return None
+    key = (a + 0.0).view(np.int64)
+    flip = key >> 63  # all ones for negative values, else zero
+    flip &= _LOW63
+    key ^= flip
+    return key, int(key.min()), int(key.max()), True
+
+
+def _rank_numpy(a: np.ndarray) -> np.ndarray:
+    """Average ranks of a float64 vector with one ``sort`` of packed keys, no ``argsort``.
+
+    The key trick: each entry becomes one int64 ``(value field << k) | index`` with ``k`` =
+    ceil(log2 m) index bits, the value field being the monotone bit pattern of the value minus
+    the smallest one, shifted right just enough to fit (``shift`` bits dropped; none when the
+    values span few binades). ``np.sort`` of those keys (a vectorized AVX-512 sort, several
+    times faster than ``np.argsort``) gives the order in the low bits. Entries whose value
+    fields agree are exact ties, or — only when ``shift > 0`` — distinct values that collided
+    after the shift;
+    the runs of equal fields that hold distinct values are put in exact order by a ``lexsort``
+    of just those entries. Tie groups then share their mean position (scipy's ``rankdata``
+    "average"), computed on the tied entries only.
+    """
+    m = a.size
+    k = max(1, (m - 1).bit_length())
+    mono = _monotone_bits(a) if m > 1 and k <= _MAX_INDEX_BITS else None
+    if mono is None:
+        return _rank_argsort(a)
+    bits, lo, hi, owned = mono
+    shift = max(0, (hi - lo).bit_length() + k - 63)  # keys stay in int64's non-negative half
+    # the offset in uint64 (mod 2**64): exact even when hi - lo exceeds int64's range
+    ub = bits.view(np.uint64)
+    key = np.subtract(ub, np.uint64(lo % (1 << 64)), out=ub if owned else None)
+    if shift:
+        key >>= np.uint64(shift)
+    key = key.view(np.int64)
+    key <<= k
+    scratch = np.arange(m, dtype=np.int64)  # the index field; later the ranks (float64)
+    key |= scratch
+    key.sort()
+    # same[i]: sorted entries i and i + 1 have equal value fields (xor below 2**k); in chunks
+    # that stay in cache, so no further full-length temporary
+    same = np.empty(m - 1, dtype=bool)
+    ranks = scratch.view(np.float64)
+    for c0 in range(0, m, _CHUNK):
+        c1 = min(c0 + _CHUNK, m - 1)
+        np.less(key[c0 + 1 : c1 + 1] ^ key[c0:c1], 1 << k, out=same[c0:c1])
+        ranks[c0 : c0 + _CHUNK] = np.arange(c0 + 1, min(c0 + _CHUNK, m) + 1, dtype=np.float64)
+    key &= (1 << k) - 1
+    order = key
+    p = np.flatnonzero(same)
+    if p.size and shift:  # fields can collide: keep only exact ties, reorder mixed runs
+        va, vb = a[order[p]], a[order[p + 1]]
+        bad = va != vb
+        if bad.any():
+            in_run = np.zeros(m, dtype=bool)
+            in_run[p] = True
+            in_run[p + 1] = True
+            members = np.flatnonzero(in_run)
+            del in_run
+            starts = np.ones(members.size, dtype=bool)
+            starts[1:] = ~same[members[1:] - 1]
+            run = np.cumsum(starts) - 1
+            mixed = np.zeros(int(run[-1]) + 1, dtype=bool)
+            mixed[run[np.searchsorted(members, p[bad])]] = True
+            pick = mixed[run]
+            sub, sub_run = members[pick], run[pick]
+            o = order[sub]
+            order[sub] = o[np.lexsort((a[o], sub_run))]
+            va, vb = a[order[p]], a[order[p + 1]]
+        p = p[va == vb]
+    del same  # ranks: the positions 1..m; tie groups get their mean position
+    if p.size:
+        link = np.zeros(m + 1, dtype=bool)  # link[i]: sorted entries i and i + 1 tie
+        link[p] = True
+        first, last = p[~link[p - 1]], p[~link[p + 1]] + 1  # chains of links: tie groups
+        tied = link[:m].copy()
+        tied[1:] |= link[: m - 1]
+        members = np.flatnonzero(tied)
+        group = np.searchsorted(first, members, side="right") - 1
+        ranks[members] = ((first + last) / 2.0 + 1.0)[group]
+    out = np.empty(m, dtype=np.float64)
+    out[order] = ranks
+    return out
 
 
 def _ranks(vs: list[torch.Tensor]) -> list[torch.Tensor]:

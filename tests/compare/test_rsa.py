@@ -123,6 +123,51 @@ def test_rank_and_squareform():
     np.testing.assert_array_equal(sq, sp_sq(v.numpy()))
 
 
+def _rank_cases():
+    rng = np.random.default_rng(4)
+    for n in (2, 3, 17, 1000):
+        yield rng.standard_normal(n)  # negative values: sign-flip transform
+        yield np.abs(rng.standard_normal(n))  # non-negative: bit patterns as they are
+        yield np.round(rng.standard_normal(n), 1)  # many ties
+        yield np.ones(n)  # one tie group
+        yield np.r_[rng.standard_normal(n), -0.0, 0.0, -0.0, np.inf, -np.inf, np.inf]
+        yield np.r_[np.zeros(n), 5e-324, 1e-300, 2.0]  # subnormals next to zeros
+        yield 1 + rng.standard_normal(n) * 1e-14  # a few ulps apart, no dropped bits
+    for n in (10, 5000):  # a wide range drops value bits: colliding fields, mixed runs
+        yield np.r_[0.0, 1e300, 1 + rng.standard_normal(n) * 1e-13]
+        yield np.r_[-1e300, 1e300, np.round(1 + rng.standard_normal(n) * 1e-12, 14)]
+        dense = 1 + np.arange(40) * 2.2e-16
+        yield np.r_[-np.inf, np.inf, rng.choice(dense, n), -rng.choice(dense, n)]
+
+
+@pytest.mark.parametrize("case", list(_rank_cases()))
+def test_rank_matches_scipy(case, monkeypatch):
+    for v in (case, -case, np.random.default_rng(5).permutation(case)):
+        ref = scipy.stats.rankdata(v)
+        np.testing.assert_array_equal(rank(torch.from_numpy(v.copy())).numpy(), ref)
+        np.testing.assert_array_equal(_rsa._rank_argsort(v), ref)
+    before = case.copy()
+    rank(torch.from_numpy(case))
+    np.testing.assert_array_equal(case, before)  # the input is left alone
+    monkeypatch.setattr(_rsa, "_MAX_INDEX_BITS", 0)  # too many entries for the index field
+    np.testing.assert_array_equal(rank(torch.from_numpy(case)).numpy(), scipy.stats.rankdata(case))
+
+
+def test_rank_nan_falls_back_to_argsort():
+    v = np.array([2.0, np.nan, 1.0, 2.0])
+    np.testing.assert_array_equal(rank(torch.from_numpy(v)).numpy(), _rsa._rank_argsort(v))
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_spearman_large_rdms_match_rsatoolbox(ties):
+    x, y = data(n=400, p=30, seed=6)
+    v1, v2 = rdm(x).numpy(), rdm(y).numpy()
+    if ties:
+        v1, v2 = np.round(v1, 2), np.round(v2, 3)
+    ref = rt.rdm.compare(rt.rdm.RDMs(v1[None]), rt.rdm.RDMs(v2[None]), method="spearman")[0, 0]
+    assert float(compare_rdms(v1, v2, "spearman")) == pytest.approx(ref, rel=1e-10, abs=1e-10)
+
+
 def test_errors():
     x, y = data()
     with pytest.raises(CompareError, match="metric must be one of"):

@@ -14,7 +14,7 @@ from neuronatlas import open_atlas
 from neuronatlas.atlas import get_analysis
 from neuronatlas.atlas._derived import append_site_units, remove_site_units
 from neuronatlas.errors import AtlasError
-from neuronatlas.sae import SAEError, create_sae, load_sae, map_sae, train_sae
+from neuronatlas.sae import create_sae, load_sae, map_sae, train_sae
 from neuronatlas.sae._map import _sequences
 from neuronatlas.store import ActivationStore
 
@@ -112,7 +112,7 @@ def test_map_needs_a_store(tmp_path, tiny_store_atlas):
     manifest = json.loads((tmp_path / "a" / "atlas.json").read_text())
     manifest.pop("store")
     (tmp_path / "a" / "atlas.json").write_text(json.dumps(manifest))
-    with pytest.raises(SAEError, match="--keep-activations"):
+    with pytest.raises(AtlasError, match="--keep-activations"):
         map_sae(tmp_path / "a", create_sae("topk", 48, 8, k=2), name="x", site=SITE)
 
 
