@@ -58,6 +58,12 @@ bench: venv
 	$(BIN)/python benchmarks/bench_stats.py
 	$(BIN)/python benchmarks/bench_store.py
 	$(BIN)/python benchmarks/bench_viewer.py
+	$(BIN)/python benchmarks/bench_sae.py
+	$(BIN)/python benchmarks/bench_probes.py
+	$(BIN)/python benchmarks/bench_heads.py
+	$(BIN)/python benchmarks/bench_steer.py
+	$(BIN)/python benchmarks/bench_compare.py
+	$(BIN)/python benchmarks/bench_encoding.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
