@@ -43,9 +43,26 @@ def test_rdms_match_rsatoolbox(metric, monkeypatch):
                                                method=metric).get_vectors()[0], **TOL)  # fmt: skip
 
 
+@pytest.mark.parametrize("metric", ["correlation", "cosine", "euclidean"])
+def test_rdm_blocks_and_strips(metric, monkeypatch):
+    x, _ = data(n=37)
+    ref = rdm(x, metric).numpy()
+    if metric == "euclidean":  # squared, per unit
+        np.testing.assert_allclose(ref, pdist(x, "sqeuclidean") / x.shape[1], **TOL)
+    else:
+        np.testing.assert_allclose(ref, pdist(x, metric), **TOL)
+    for rows, sub in [(8, 3), (5, 5), (36, 7), (1, 1)]:  # partial blocks and strips
+        monkeypatch.setattr(_rsa, "_ROW_BLOCK", rows)
+        monkeypatch.setattr(_rsa, "_SUB_BLOCK", sub)
+        np.testing.assert_allclose(rdm(x, metric).numpy(), ref, **TOL)
+
+
 def test_cosine_rdm_matches_scipy():
     x, _ = data()
     np.testing.assert_allclose(rdm(x, "cosine").numpy(), pdist(x, "cosine"), **TOL)
+    before = x.copy()
+    rdm(x, "correlation"), rdm(torch.from_numpy(x), "cosine")
+    np.testing.assert_array_equal(x, before)  # the input is left alone
 
 
 def test_crossnobis_matches_rsatoolbox():
@@ -151,6 +168,13 @@ def test_rank_matches_scipy(case, monkeypatch):
     np.testing.assert_array_equal(case, before)  # the input is left alone
     monkeypatch.setattr(_rsa, "_MAX_INDEX_BITS", 0)  # too many entries for the index field
     np.testing.assert_array_equal(rank(torch.from_numpy(case)).numpy(), scipy.stats.rankdata(case))
+
+
+def test_rank_other_dtypes():
+    v = np.array([3, 2**60 + 1, 2**60, 3, -5], dtype=np.int64)  # beyond float64's integers
+    np.testing.assert_array_equal(rank(torch.from_numpy(v)).numpy(), scipy.stats.rankdata(v))
+    w = np.array([0.5, -1.5, 0.5, 2.0], dtype=np.float32)
+    np.testing.assert_array_equal(rank(torch.from_numpy(w)).numpy(), scipy.stats.rankdata(w))
 
 
 def test_rank_nan_falls_back_to_argsort():
