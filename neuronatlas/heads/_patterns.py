@@ -99,7 +99,9 @@ def sink_mass(attn: Tensor, special: Tensor, valid: Tensor) -> Tensor:
     sink = special.clone()
     sink[:, 0] = True
     sink &= valid
-    mass = (attn.double() * sink[:, None, None, :].double()).sum(-1)  # (batch, head, q)
+    # one batched matrix-vector product in the attention's dtype (sums of at most k
+    # probabilities), then float64 for the means
+    mass = (attn @ sink[:, None, :, None].to(attn.dtype)).squeeze(-1).double()  # (batch, head, q)
     queries = valid.clone()
     queries[:, 0] = False
     n = queries.sum(-1).double()  # (batch,)
