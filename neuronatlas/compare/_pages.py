@@ -49,6 +49,11 @@ def _label(site: str) -> str:
     return site if len(site) <= 28 else "…" + site[-27:]
 
 
+def _num(x: Any) -> float:
+    """A table value as a float; NULL (a CI or p-value that was not computed) as NaN."""
+    return float("nan") if x is None else float(x)
+
+
 def heatmap(rows: list[dict[str, Any]], *, similarity: bool = True, level: float = 0.95) -> Markup:
     """An SVG heat-map of a tidy comparison table (``site_a``, ``site_b``, ``value``, CI, p).
 
@@ -81,13 +86,13 @@ def heatmap(rows: list[dict[str, Any]], *, similarity: bool = True, level: float
                    f"{escape(_label(y))}</text>")  # fmt: skip
     for r in rows:
         i, j = ys.index(r["site_a"]), xs.index(r["site_b"])
-        v = float(r["value"])
+        v = _num(r["value"])
         t = (v - lo) / span if math.isfinite(v) else float("nan")
         fill = _color(t if similarity else 1 - t)
         tip = f"{r['site_a']} × {r['site_b']}: {_fmt(v)}"
-        if math.isfinite(float(r.get("ci_low", float("nan")))):
+        if math.isfinite(_num(r.get("ci_low"))):
             tip += f" ({level:.0%} CI {_fmt(r['ci_low'])} – {_fmt(r['ci_high'])})"
-        if math.isfinite(float(r.get("p", float("nan")))):
+        if math.isfinite(_num(r.get("p"))):
             tip += f", p = {float(r['p']):.3g}"
         x0, y0 = _LEFT + _CELL * j, _TOP + _CELL * i
         ink = "#fff" if (t if similarity else 1 - t) > 0.55 else "#111827"

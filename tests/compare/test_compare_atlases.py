@@ -201,3 +201,17 @@ def test_model_against_a_brain_atlas(atlas_copy, tmp_path):
     means = {"IT": by_doc[:, :12], "V1": by_doc[:, 12:]}
     ref = compare_atlases(atlas_copy, means, sites_a=sites, stimuli=list(range(n)), save=False)
     np.testing.assert_allclose(t["value"], ref["value"], rtol=1e-6)
+
+
+def test_page_of_a_comparison_without_intervals_or_p_values(atlas_copy):
+    # no bootstrap and no permutations: the CI and p columns are NULL; the page still renders
+    from starlette.testclient import TestClient
+
+    from neuronatlas.viewer import create_app
+
+    compare_atlases(atlas_copy, atlas_copy, sites_a=RESID, sites_b=RESID, name="plain")
+    with TestClient(create_app(atlas_copy), base_url="http://127.0.0.1") as c:
+        page = c.get("/compare")
+    assert page.status_code == 200
+    assert page.text.count('<g class="cell"') == 4
+    assert "95% CI" not in page.text and "p = " not in page.text
