@@ -58,8 +58,11 @@ def train(
     from neuronatlas.atlas import open_atlas
     from neuronatlas.sae._atlas import train_atlas_sae
     from neuronatlas.sae._map import map_sae
+    from neuronatlas.sae._registry import get_architecture
 
+    get_architecture(arch)  # an unknown name fails before anything is read or printed
     at = open_atlas(atlas)
+    at.store(site)  # so does an atlas without stored activations, or without this site
     d_in = next((s["n_units"] for s in at.manifest["sites"] if s["name"] == site), None)
     width = width or (8 * d_in if d_in else None)
     settings: dict[str, Any] = {"seed": seed, "encoder_init_norm": encoder_init_norm}

@@ -62,3 +62,12 @@ def test_errors_are_one_line(atlas_copy):
     assert res.exit_code == 2 and "Unknown SAE architecture 'gated'" in res.output
     res = run("sae", "eval", atlas_copy, "--name", "missing")
     assert res.exit_code == 2 and "no analysis sae/missing" in res.output
+
+
+def test_bad_architecture_or_site_fails_before_training_starts(atlas_copy):
+    res = run("sae", "train", atlas_copy, "--site", SITE, "--arch", "topkk")
+    assert res.exit_code == 2 and "Unknown SAE architecture 'topkk'" in res.output
+    assert "Training" not in res.output
+    res = run("sae", "train", atlas_copy, "--site", "no.such.site")
+    assert res.exit_code == 2 and "has no site 'no.such.site'" in res.output
+    assert "Training" not in res.output
