@@ -9,6 +9,7 @@ all units, or the unit indices it changes); everything else is left exactly as i
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -111,7 +112,7 @@ def position_mask(positions: Positions, ctx: EditContext) -> Tensor | None:
     return mask
 
 
-class Edit:
+class Edit(abc.ABC):
     """Base of the ready-made edits: selects positions and units, delegates the rest.
 
     Subclasses implement :meth:`apply`, which returns the edited activation for every
@@ -132,10 +133,10 @@ class Edit:
             None if units is None else torch.as_tensor(units, dtype=torch.int64).reshape(-1)
         )
 
+    @abc.abstractmethod
     def apply(self, t: Tensor, ctx: EditContext, sel: Tensor | None) -> Tensor:
         """The edited activation ``(batch, pos, unit)``; ``sel`` is the position mask
         (``None`` = all) so that edits indexing by position can check their range."""
-        raise NotImplementedError
 
     def __call__(self, t: Tensor, ctx: EditContext) -> Tensor | None:
         sel = position_mask(self.positions, ctx)
@@ -419,7 +420,7 @@ class resample(Edit):
         return p[idx.to(p.device)]
 
 
-class heads(Edit):
+class heads:
     """Apply an edit to chosen attention heads only.
 
     The activation ``(batch, pos, n_heads * d_head)`` is read as ``(batch, pos, n_heads,
@@ -449,7 +450,6 @@ class heads(Edit):
         edit: Callable[[Tensor, EditContext], Tensor | None],
         heads: int | Sequence[int],
     ) -> None:
-        super().__init__()
         if not isinstance(n_heads, int) or n_heads < 1:
             raise InterventionError(f"heads: n_heads must be an int >= 1; got {n_heads!r}.")
         if not callable(edit):

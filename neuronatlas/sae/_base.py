@@ -17,6 +17,7 @@ decoder rows (renormalized after each step, gradient parallel to each row remove
 
 from __future__ import annotations
 
+import abc
 from typing import Any, ClassVar
 
 import torch
@@ -51,7 +52,7 @@ def check_float(value: Any, name: str, owner: str, *, low: float = 0.0) -> float
     return float(value)
 
 
-class SparseAutoencoder(nn.Module):
+class SparseAutoencoder(nn.Module, abc.ABC):
     """Base class: subclasses set :attr:`architecture` and define :meth:`activate`.
 
     Args:
@@ -136,9 +137,9 @@ class SparseAutoencoder(nn.Module):
             *x_n.shape[:-1], self.d_sae
         )
 
+    @abc.abstractmethod
     def activate(self, pre: Tensor) -> Tensor:
         """The architecture's activation at inference: ``(..., d_sae)`` → ``(..., d_sae)``."""
-        raise NotImplementedError
 
     def encode(self, x: Tensor) -> Tensor:
         """Feature activations ``z``: ``(..., d_in)`` → ``(..., d_sae)``."""
@@ -165,9 +166,9 @@ class SparseAutoencoder(nn.Module):
         """
         return None
 
+    @abc.abstractmethod
     def training_loss(self, x_n: Tensor) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor]:
         """Loss of one normalized batch: ``(loss, parts, z, x̂_n)``; ``parts`` has ``mse``."""
-        raise NotImplementedError
 
     def after_step(self, z_or_vals: Tensor, n_rows: int) -> None:
         """Update non-gradient state after an optimizer step (BatchTopK's threshold)."""
