@@ -29,11 +29,11 @@ import numpy as np
 import torch
 
 from neuronatlas.atlas import open_atlas
-from neuronatlas.concepts._common import ConceptError, save_table
+from neuronatlas.concepts._common import ConceptError
 from neuronatlas.concepts._data import labelled_rows, read_rows
 from neuronatlas.concepts._labels import token_labels
 from neuronatlas.concepts._linear import fit_logistic
-from neuronatlas.concepts._probes import analysis_name, resolve_sites, split
+from neuronatlas.concepts._probes import analysis_name, resolve_sites, save_probe_analysis, split
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -204,25 +204,17 @@ def net2vec_atlas(
         weights.append(r.units.assign(site=site))
     table = pd.DataFrame(rows)
     if save:
-        from neuronatlas.atlas import add_analysis, analysis_dir
-
-        key = name or analysis_name(spec.name, "-net2vec")
-        folder = analysis_dir(a.path, "probes", key)
-        files = [
-            save_table(table, folder / "results.parquet"),
-            save_table(pd.concat(weights, ignore_index=True), folder / "weights.parquet"),
-        ]
-        add_analysis(
-            a.path,
-            "probes",
-            key,
-            files=files,
+        save_probe_analysis(
+            a,
+            name or analysis_name(spec.name, "-net2vec"),
+            {
+                "results.parquet": table,
+                "weights.parquet": pd.concat(weights, ignore_index=True),
+            },
             method="net2vec",
-            label=spec.name,
-            label_description=spec.description,
+            spec=spec,
             sites=names,
-            n_labelled=sample.n_labelled,
-            class_counts=sample.class_counts,
+            sample=sample,
             settings={"c": c, "max_rows": max_rows, "test_size": test_size, "seed": seed},
         )
     return table

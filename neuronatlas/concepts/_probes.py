@@ -246,6 +246,39 @@ def analysis_name(label: str, suffix: str = "") -> str:
     return base + suffix
 
 
+def save_probe_analysis(
+    atlas: Atlas,
+    key: str,
+    tables: dict[str, pd.DataFrame],
+    *,
+    method: str,
+    spec: Any,
+    sites: list[str],
+    sample: Any,
+    settings: dict[str, Any],
+) -> None:
+    """Write ``tables`` (``{file name: table}``) in ``analyses/probes/<key>/`` and record them
+    with the label and sample that every probe method describes itself by."""
+    from neuronatlas.atlas import add_analysis, analysis_dir
+
+    folder = analysis_dir(atlas.path, "probes", key)
+    files = [save_table(table, folder / file) for file, table in tables.items()]
+    add_analysis(
+        atlas.path,
+        "probes",
+        key,
+        files=files,
+        method=method,
+        label=spec.name,
+        label_description=spec.description,
+        task=spec.task,
+        sites=sites,
+        n_labelled=sample.n_labelled,
+        class_counts=sample.class_counts,
+        settings=settings,
+    )
+
+
 def resolve_sites(atlas: Atlas, store: Any, sites: str | Sequence[str] | None) -> list[str]:
     """The sites to probe: all stored sites by default, or the given ones (comma-separated ok)."""
     if sites is None:
@@ -357,27 +390,18 @@ def probe_atlas(
             )
     table = pd.DataFrame(rows)
     if save:
-        from neuronatlas.atlas import add_analysis, analysis_dir
-
-        key = name or analysis_name(spec.name)
-        folder = analysis_dir(a.path, "probes", key)
-        files = [
-            save_table(table, folder / "results.parquet"),
-            save_table(pd.DataFrame(cv_rows), folder / "cv.parquet"),
-            save_table(pd.DataFrame(weights), folder / "weights.parquet"),
-        ]
-        add_analysis(
-            a.path,
-            "probes",
-            key,
-            files=files,
+        save_probe_analysis(
+            a,
+            name or analysis_name(spec.name),
+            {
+                "results.parquet": table,
+                "cv.parquet": pd.DataFrame(cv_rows),
+                "weights.parquet": pd.DataFrame(weights),
+            },
             method="linear",
-            label=spec.name,
-            label_description=spec.description,
-            task=spec.task,
+            spec=spec,
             sites=names,
-            n_labelled=sample.n_labelled,
-            class_counts=sample.class_counts,
+            sample=sample,
             settings={
                 "max_rows": max_rows,
                 "balance": balance,

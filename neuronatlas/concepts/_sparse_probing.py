@@ -30,11 +30,11 @@ import torch
 
 from neuronatlas._lazy import require
 from neuronatlas.atlas import open_atlas
-from neuronatlas.concepts._common import ConceptError, save_table
+from neuronatlas.concepts._common import ConceptError
 from neuronatlas.concepts._data import labelled_rows, read_rows
 from neuronatlas.concepts._labels import token_labels
 from neuronatlas.concepts._linear import fit_logistic
-from neuronatlas.concepts._probes import analysis_name, resolve_sites, split
+from neuronatlas.concepts._probes import analysis_name, resolve_sites, save_probe_analysis, split
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -309,26 +309,14 @@ def sparse_probe_atlas(
     curve = curve[front + [c_ for c_ in curve.columns if c_ not in front]]
     cand = cand[front + [c_ for c_ in cand.columns if c_ not in front]]
     if save:
-        from neuronatlas.atlas import add_analysis, analysis_dir
-
-        key = name or analysis_name(spec.name, "-sparse")
-        folder = analysis_dir(a.path, "probes", key)
-        files = [
-            save_table(curve, folder / "curve.parquet"),
-            save_table(cand, folder / "neurons.parquet"),
-        ]
-        add_analysis(
-            a.path,
-            "probes",
-            key,
-            files=files,
+        save_probe_analysis(
+            a,
+            name or analysis_name(spec.name, "-sparse"),
+            {"curve.parquet": curve, "neurons.parquet": cand},
             method="k-sparse",
-            label=spec.name,
-            label_description=spec.description,
-            task=spec.task,
+            spec=spec,
             sites=names,
-            n_labelled=sample.n_labelled,
-            class_counts=sample.class_counts,
+            sample=sample,
             settings={
                 "ks": list(ks),
                 "ranking": method,
