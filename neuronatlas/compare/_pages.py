@@ -65,7 +65,7 @@ def heatmap(rows: list[dict[str, Any]], *, similarity: bool = True, level: float
     """
     ys = list(dict.fromkeys(r["site_a"] for r in rows))
     xs = list(dict.fromkeys(r["site_b"] for r in rows))
-    vals = [float(r["value"]) for r in rows if math.isfinite(float(r["value"]))]
+    vals = [v for v in (_num(r["value"]) for r in rows) if math.isfinite(v)]
     lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
     if similarity and lo >= 0 and hi <= 1:
         lo, hi = 0.0, 1.0
