@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 from torch import nn
 
@@ -43,6 +43,8 @@ from neuronatlas.errors import SiteError, closest
 __all__ = ["PRESETS", "Hook", "Kind", "Site", "resolve_sites"]
 
 Hook = Literal["output", "input", "attn"]
+T = TypeVar("T")
+
 Kind = Literal["mlp", "resid", "attn", "module", "sae", "brain"]
 
 _HOOKS: tuple[str, ...] = ("output", "input", "attn")
@@ -157,15 +159,17 @@ class _Block:
     attn: str | None
 
 
-def _find_blocks(names: dict[str, nn.Module]) -> list[_Block]:
-    """Transformer blocks of a known layout, in module order.
+def find_blocks(names: dict[str, nn.Module], match: Callable[[str], T | None]) -> list[T]:
+    """Transformer blocks, in module order: what ``match`` makes of each candidate block path.
 
-    A block is an element of an ``nn.ModuleList`` / ``nn.Sequential`` (its last name component
-    is an integer) whose sub-modules match one of :data:`_LAYOUTS`. Detection looks only at
+    A candidate is an element of an ``nn.ModuleList`` / ``nn.Sequential`` (its last name
+    component is an integer); ``match(path)`` returns the block (or ``None`` if ``path`` is not
+    one), and the descendants of a matched block are not candidates. Detection looks only at
     relative names, so it works at any nesting depth (``bert.encoder.layer.N``,
-    ``model.model.layers.N``, a user's wrapper around an HF model, ...).
+    ``model.model.layers.N``, a user's wrapper around an HF model, ...). Presets and the
+    attention-head analyses each match with their own table of families.
     """
-    blocks: list[_Block] = []
+    blocks: list[T] = []
     inside: str | None = None  # path of the last matched block: its descendants are skipped
     for path in names:
         if inside is not None and path.startswith(inside + "."):
@@ -173,15 +177,26 @@ def _find_blocks(names: dict[str, nn.Module]) -> list[_Block]:
         head, _, last = path.rpartition(".")
         if not last.isdigit() or not isinstance(names.get(head), nn.ModuleList | nn.Sequential):
             continue
+        block = match(path)
+        if block is not None:
+            blocks.append(block)
+            inside = path
+    return blocks
+
+
+def _find_blocks(names: dict[str, nn.Module]) -> list[_Block]:
+    """Transformer blocks of a known :data:`_LAYOUTS` layout (see :func:`find_blocks`)."""
+
+    def match(path: str) -> _Block | None:
         for layout in _LAYOUTS:
             mlp = next((f"{path}.{r}" for r in layout.mlp if f"{path}.{r}" in names), None)
             if mlp is None or any(f"{path}.{r}" not in names for r in layout.requires):
                 continue
             attn = next((f"{path}.{r}" for r in layout.attn if f"{path}.{r}" in names), None)
-            blocks.append(_Block(path, layout, mlp, attn))
-            inside = path
-            break
-    return blocks
+            return _Block(path, layout, mlp, attn)
+        return None
+
+    return find_blocks(names, match)
 
 
 def _preset_sites(blocks: list[_Block], preset: str) -> list[Site]:

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from neuronatlas.errors import NeuronAtlasError
+from neuronatlas.sites import find_blocks
 
 __all__ = ["HeadBlock", "HeadWeights", "HeadsError", "embedding_matrices", "find_heads"]
 
@@ -215,21 +216,23 @@ def find_heads(model: nn.Module) -> list[HeadBlock]:
         HeadsError: no block of a known family was found (the message lists the families).
     """
     names = dict(model.named_modules())
-    blocks: list[HeadBlock] = []
-    for path in names:
-        head, _, last = path.rpartition(".")
-        if not last.isdigit() or not isinstance(names.get(head), nn.ModuleList | nn.Sequential):
-            continue
+
+    def match(path: str) -> tuple[str, str, _Family] | None:
         for fam in _FAMILIES:
             attn = next((f"{path}.{a}" for a in fam.attn if f"{path}.{a}" in names), None)
             out = f"{path}.{fam.out_proj}"
-            if attn is None or out not in names:
-                continue
-            if any(f"{attn}.{r}" not in names for r in fam.requires):
-                continue
-            n, kv, d = _head_counts(model, names[attn], fam)
-            blocks.append(HeadBlock(len(blocks), attn, out, n, kv, d, fam.name, fam.reader))
-            break
+            if (
+                attn is not None
+                and out in names
+                and all(f"{attn}.{r}" in names for r in fam.requires)
+            ):
+                return attn, out, fam
+        return None
+
+    blocks = [
+        HeadBlock(i, attn, out, *_head_counts(model, names[attn], fam), fam.name, fam.reader)
+        for i, (attn, out, fam) in enumerate(find_blocks(names, match))
+    ]
     if not blocks:
         known = "; ".join(f"{f.name}: N.{'|'.join(f.attn)} + N.{f.out_proj}" for f in _FAMILIES)
         raise HeadsError(
